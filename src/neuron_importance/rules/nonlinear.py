@@ -1,0 +1,66 @@
+"""Rules for elementwise nonlinearities ``y = f(x)``: Rescale and RevealCancel.
+
+Both are from Shrikumar, Greenside & Kundaje, "Learning Important Features Through
+Propagating Activation Differences" (ICML 2017), §3.5.2–3.5.3.
+
+* Rescale: ``m = Δy/Δx``; where ``|Δx| < 1e-7`` the derivative ``f′(x⁰)`` at the reference
+  is used instead (the reference code's ``NEAR_ZERO_THRESHOLD``). ``Δy± = m·Δx±``.
+* RevealCancel: the two-player Shapley values of the parts ``Δx⁺`` and ``Δx⁻``::
+
+      Δy⁺ = ½[f(x⁰+Δx⁺) − f(x⁰)] + ½[f(x⁰+Δx⁻+Δx⁺) − f(x⁰+Δx⁻)]
+      Δy⁻ = ½[f(x⁰+Δx⁻) − f(x⁰)] + ½[f(x⁰+Δx⁺+Δx⁻) − f(x⁰+Δx⁺)]
+
+  with ``m⁺ = Δy⁺/Δx⁺`` and ``m⁻ = Δy⁻/Δx⁻`` (no cross terms); ``Δy⁺ + Δy⁻ = Δy`` exactly.
+  Division is guarded as in the reference code: ``Δx±`` with ``|Δx±| < 0.5e-7`` gets
+  ``1e-7`` added (sign-preserving, so a tiny negative part keeps a non-negative multiplier).
+
+Multipliers are computed without gradient tracking and applied as constants, so that
+autograd's backward pass is exactly DeepLIFT's chain rule for multipliers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+NEAR_ZERO = 1e-7
+
+Fn = Callable[[Tensor], Tensor]
+
+
+def derivative(f: Fn, at: Tensor) -> Tensor:
+    """Elementwise derivative ``f′(at)`` by autograd (f is elementwise)."""
+    with torch.enable_grad():
+        v = at.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(v).sum(), v, allow_unused=True)
+    return torch.zeros_like(at) if g is None else g
+
+
+@torch.no_grad()
+def rescale_multiplier(f: Fn, delta_x: Tensor, ref: Tensor, delta_y: Tensor) -> Tensor:
+    """``Δy/Δx``, or ``f′(x⁰)`` where ``|Δx| < 1e-7``."""
+    small = delta_x.abs() < NEAR_ZERO
+    safe = torch.where(small, torch.ones_like(delta_x), delta_x)
+    m = delta_y / safe
+    if bool(small.any()):
+        m = torch.where(small, derivative(f, ref), m)
+    return m
+
+
+def _guard(v: Tensor) -> Tensor:
+    sign = torch.where(v < 0, -torch.ones_like(v), torch.ones_like(v))
+    return v + NEAR_ZERO * sign * (v.abs() < 0.5 * NEAR_ZERO).to(v.dtype)
+
+
+@torch.no_grad()
+def reveal_cancel_multipliers(f: Fn, ref: Tensor, pos: Tensor, neg: Tensor,
+                              y_ref: Tensor) -> tuple[Tensor, Tensor]:
+    """``(m⁺, m⁻)`` of the RevealCancel rule for one elementwise nonlinearity."""
+    f_pos = f(ref + pos)
+    f_neg = f(ref + neg)
+    f_both = f(ref + pos + neg)
+    dy_pos = 0.5 * (f_pos - y_ref) + 0.5 * (f_both - f_neg)
+    dy_neg = 0.5 * (f_neg - y_ref) + 0.5 * (f_both - f_pos)
+    return dy_pos / _guard(pos), dy_neg / _guard(neg)
