@@ -20,12 +20,13 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-TensorOrTuple = Union[Tensor, tuple[Tensor, ...]]
-BaselineType = Union[None, int, float, Tensor, tuple[Union[int, float, Tensor], ...]]
-TargetType = Union[None, int, Sequence[int], Tensor]
+TensorOrTuple = Union[Tensor, tuple[Tensor, ...]]  # noqa: UP007 (runtime alias, py3.10)
+BaselineType = Union[None, int, float, Tensor, tuple[Union[int, float, Tensor], ...]]  # noqa: UP007
+TargetType = Union[None, int, Sequence[int], Tensor]  # noqa: UP007
 
 
 class AttributionError(ValueError):
@@ -49,6 +50,8 @@ def format_inputs(inputs: TensorOrTuple) -> tuple[tuple[Tensor, ...], bool]:
         if t.dim() == 0:
             raise AttributionError(f"inputs[{i}] is a scalar; inputs must be batch-first tensors")
     n = items[0].shape[0]
+    if n == 0:
+        raise AttributionError("inputs[0] has an empty batch (0 examples)")
     for i, t in enumerate(items[1:], start=1):
         if t.shape[0] != n:
             raise AttributionError(
@@ -145,6 +148,12 @@ def run_forward(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, 
         )
     if not isinstance(out, Tensor):
         raise AttributionError(f"the model returned {type(out).__name__}, not a tensor")
+    n = inputs[0].shape[0]
+    if out.dim() == 0 or out.shape[0] != n:
+        raise AttributionError(
+            f"the model returned shape {tuple(out.shape)} for a batch of {n} examples; the "
+            "output must be batch-first with one row per example"
+        )
     return out
 
 
@@ -162,15 +171,19 @@ def format_target(target: TargetType, output: Tensor) -> Tensor | None:
                 "example); pass target=<class index> to say which one to explain"
             )
         return None
-    if isinstance(target, int):
-        idx = torch.full((n,), target, dtype=torch.long, device=output.device)
+    if isinstance(target, bool):
+        raise AttributionError("target must be an int, not a bool")
+    if isinstance(target, (int, np.integer)):
+        idx = torch.full((n,), int(target), dtype=torch.long, device=output.device)
     elif isinstance(target, Tensor):
         if target.dim() == 0:
             idx = torch.full((n,), int(target), dtype=torch.long, device=output.device)
         else:
             idx = target.to(device=output.device, dtype=torch.long).reshape(-1)
-    elif isinstance(target, Sequence) and all(isinstance(t, int) for t in target):
-        idx = torch.tensor(list(target), dtype=torch.long, device=output.device)
+    elif isinstance(target, Sequence) and all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in target
+    ):
+        idx = torch.tensor([int(t) for t in target], dtype=torch.long, device=output.device)
     else:
         raise AttributionError(
             "target must be None, an int, a list of ints or a tensor of ints; tuple targets "
@@ -209,13 +222,16 @@ _STOCHASTIC = (
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module, method: str) -> Iterator[None]:
+def eval_mode(model: nn.Module, method: str, stacklevel: int = 4) -> Iterator[None]:
     """Run in eval mode, warning once when a training-mode model had dropout or batch norm.
 
     Dropout draws different masks for the input and the reference and training-mode batch
     norm mixes examples, so neither has a meaning for attribution; the model's own mode is
     restored afterwards.
     """
+    if not isinstance(model, nn.Module):  # a plain forward function: nothing to switch
+        yield
+        return
     modes = {m: m.training for m in model.modules()}
     offending = [
         name
@@ -227,7 +243,7 @@ def eval_mode(model: nn.Module, method: str) -> Iterator[None]:
             f"{method}: the model is in training mode with {', '.join(offending[:3])}"
             f"{' and others' if len(offending) > 3 else ''} (dropout/batch norm); switched to "
             "eval mode for attribution and restored afterwards",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         model.eval()
     try:

@@ -216,6 +216,7 @@ class DeepLift:
             else:
                 mult = self._grad(t_x, leaves, retain=False)
                 m_pos = m_neg = None
+        self._last_engine_bytes = engine.bytes_tracked
         if engine.fallbacks:
             warnings.warn(
                 "DeepLift used the gradient for operations without a rule: "

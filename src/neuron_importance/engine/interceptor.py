@@ -458,8 +458,13 @@ class DeltaEngine(TorchFunctionMode):
             m = rescale_multiplier(f, d, s.ref, y - y_ref)
             pos, neg = s.pos * m, s.neg * m
         else:
-            mp, mn = reveal_cancel_multipliers(f, s.ref, s.pos.detach(), s.neg.detach(), y_ref)
-            pos, neg = s.pos * mp, s.neg * mn
+            dyp, dyn, mp, mn = reveal_cancel_multipliers(f, s.ref, s.pos.detach(),
+                                                         s.neg.detach(), y_ref)
+            # Values are the Shapley terms themselves (so that parts which cancel exactly,
+            # e.g. a ReLU that is off at both x and x⁰, sum to exactly 0 and get the ½
+            # rule downstream); gradients are the multipliers.
+            pos = dyp + (s.pos - s.pos.detach()) * mp
+            neg = dyn + (s.neg - s.neg.detach()) * mn
         self.track(y, Streams(y_ref, pos, neg, None, pre=x if name == "sigmoid" else None))
         return y
 

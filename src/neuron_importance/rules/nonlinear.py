@@ -56,11 +56,11 @@ def _guard(v: Tensor) -> Tensor:
 
 @torch.no_grad()
 def reveal_cancel_multipliers(f: Fn, ref: Tensor, pos: Tensor, neg: Tensor,
-                              y_ref: Tensor) -> tuple[Tensor, Tensor]:
-    """``(m⁺, m⁻)`` of the RevealCancel rule for one elementwise nonlinearity."""
+                              y_ref: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(Δy⁺, Δy⁻, m⁺, m⁻)`` of the RevealCancel rule for one elementwise nonlinearity."""
     f_pos = f(ref + pos)
     f_neg = f(ref + neg)
     f_both = f(ref + pos + neg)
     dy_pos = 0.5 * (f_pos - y_ref) + 0.5 * (f_both - f_neg)
     dy_neg = 0.5 * (f_neg - y_ref) + 0.5 * (f_both - f_pos)
-    return dy_pos / _guard(pos), dy_neg / _guard(neg)
+    return dy_pos, dy_neg, dy_pos / _guard(pos), dy_neg / _guard(neg)

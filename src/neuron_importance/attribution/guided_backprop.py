@@ -1,0 +1,75 @@
+"""Guided Backpropagation (Springenberg et al. 2015, "Striving for Simplicity").
+
+The gradient of the target w.r.t. the input, except that at every ReLU only positive
+gradient signals are passed back: ``R_in = 1[x > 0] · max(R_out, 0)``. Every ReLU is
+intercepted at the operation level (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()``,
+reused modules alike), unlike module-hook implementations that miss the functional ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from ..engine.ops import op_name
+from ._common import (
+    TargetType,
+    TensorOrTuple,
+    check_finite,
+    eval_mode,
+    format_additional_args,
+    format_inputs,
+    format_target,
+    run_forward,
+    select_target,
+    unpack,
+)
+
+
+class _GuidedRelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
+
+
+class _GuidedReluMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if op_name(func) == "relu" and args and isinstance(args[0], Tensor):
+            return _GuidedRelu.apply(args[0])
+        return func(*args, **kwargs)
+
+
+class GuidedBackprop:
+    """Guided backpropagation attributions, shaped like the inputs (Captum's signature)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+    ) -> TensorOrTuple:
+        xs, was_tuple = format_inputs(inputs)
+        check_finite(xs)
+        extra = format_additional_args(additional_forward_args)
+        leaves = tuple(x.detach().clone().requires_grad_(True) for x in xs)
+        with eval_mode(self.model, "GuidedBackprop"), torch.enable_grad():
+            with _GuidedReluMode():
+                out = run_forward(self.model, leaves, extra)
+            idx = format_target(target, out)
+            t = select_target(out, idx)
+            grads = torch.autograd.grad(t.sum(), leaves, allow_unused=True)
+        result = tuple(torch.zeros_like(v) if g is None else g for g, v in zip(grads, leaves))
+        return unpack(result, was_tuple)
