@@ -23,8 +23,11 @@ from ._common import (
     TensorOrTuple,
     check_finite,
     convergence_warning,
+    eval_mode,
     format_additional_args,
     format_inputs,
+    format_target,
+    run_forward,
     unpack,
 )
 from .deeplift import DeepLift, SplitContributions, _default_tol
@@ -77,11 +80,38 @@ class DeepLiftShap:
         """
         xs, was_tuple = format_inputs(inputs)
         check_finite(xs)
+        if internal_batch_size is not None and (
+            isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int)
+            or internal_batch_size < 1
+        ):
+            raise AttributionError(
+                f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}"
+            )
         refs = self._format_references(baselines, xs)
         n = xs[0].shape[0]
-        r = refs[0].shape[1]
         extra = format_additional_args(additional_forward_args)
         targets = self._per_example_target(target, n)
+        model = self._deeplift.model
+        with eval_mode(model, "DeepLiftShap"):
+            # Check the target against the whole batch's output once, so that an error names
+            # the input example and the batch shape rather than a pair inside some chunk.
+            with torch.no_grad():
+                format_target(targets, run_forward(model, xs, extra))
+            result, delta = self._accumulate(xs, was_tuple, refs, targets, extra, split,
+                                             internal_batch_size)
+        total = result.total if split else result
+        total = total if was_tuple else (total,)
+        tol = self.completeness_tol or _default_tol(xs[0].dtype)
+        scale = sum(t.reshape(n, -1).sum(1) for t in total) - delta
+        convergence_warning("DeepLiftShap", delta, scale, tol)
+        if return_convergence_delta:
+            return result, delta
+        return result
+
+    def _accumulate(self, xs, was_tuple, refs, targets, extra, split, internal_batch_size):
+        """Sum the contributions of all input–reference pairs chunk by chunk; return means."""
+        n = xs[0].shape[0]
+        r = refs[0].shape[1]
         pair_input = torch.arange(n, device=xs[0].device).repeat_interleave(r)
         pair_ref = torch.arange(r, device=xs[0].device).repeat(n)
         total_pairs = n * r
@@ -113,17 +143,8 @@ class DeepLiftShap:
         delta = delta_sum / r
         if split:
             mean_neg = tuple(s / r for s in sums_neg)
-            total = tuple(p + q for p, q in zip(mean_pos, mean_neg))
-            result: Any = SplitContributions(unpack(mean_pos, was_tuple), unpack(mean_neg, was_tuple))
-        else:
-            total = mean_pos
-            result = unpack(mean_pos, was_tuple)
-        tol = self.completeness_tol or _default_tol(xs[0].dtype)
-        scale = sum(t.reshape(n, -1).sum(1) for t in total) - delta
-        convergence_warning("DeepLiftShap", delta, scale, tol)
-        if return_convergence_delta:
-            return result, delta
-        return result
+            return SplitContributions(unpack(mean_pos, was_tuple), unpack(mean_neg, was_tuple)), delta
+        return unpack(mean_pos, was_tuple), delta
 
     # ------------------------------------------------------------------ helpers
     def _run_pairs(self, xs, refs, ii, rr, targets, extra, split, n):

@@ -185,6 +185,11 @@ class DeltaEngine(TorchFunctionMode):
         if not deps:
             return func(*args, **kwargs)
         name = op_name(func)
+        fam = family(name)
+        if fam is None:
+            out = func(*args, **kwargs)
+            if not _has_tensor(out):  # size(), dim(), shape, len(): no values flow on
+                return out
         for t in deps:
             s = self.table[t]
             if s.blocked is not None:
@@ -193,11 +198,7 @@ class DeltaEngine(TorchFunctionMode):
                     f"its output is used by '{name}'; {s.blocked} has no DeepLIFT rule "
                     "except as the model's output (where attribution is to its input logits)",
                 )
-        fam = family(name)
         if fam is None:
-            out = func(*args, **kwargs)
-            if not _has_tensor(out):  # size(), dim(), shape, len(): no values flow on
-                return out
             if self.unsupported == "gradient":
                 return self._fallback(func, name, args, kwargs, deps)
             self._fail(name, NO_RULE_REASONS.get(
@@ -207,6 +208,11 @@ class DeltaEngine(TorchFunctionMode):
             return func(*args, **kwargs)
         func, args, kwargs = _out_of_place(func, args, kwargs)
         handler: Callable = getattr(self, f"_op_{fam}")
+        if self.unsupported == "gradient":
+            try:
+                return handler(func, name, args, kwargs, deps)
+            except UnsupportedOperationError:  # e.g. a product of two dependent tensors
+                return self._fallback(func, name, args, kwargs, deps)
         return handler(func, name, args, kwargs, deps)
 
     # ------------------------------------------------------------------ helpers
@@ -224,8 +230,7 @@ class DeltaEngine(TorchFunctionMode):
         return func(*a, **k)
 
     def _single_dep(self, name: str, deps: list[Tensor], what: str) -> Tensor:
-        uniq = {id(t): t for t in deps}
-        if len(uniq) != 1:
+        if len(deps) != 1:  # x * x counts twice: a square is not linear
             self._fail(name, f"{what} of two input-dependent tensors is not linear and has no "
                        "DeepLIFT rule")
         return deps[0]
