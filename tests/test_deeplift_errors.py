@@ -180,3 +180,39 @@ def test_no_warnings_on_a_clean_call():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DeepLift(model).attribute(torch.randn(3, 3), target=0)
+
+
+def test_inplace_through_a_view_then_reuse_is_an_error():
+    class ViewInplace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, x):
+            h = self.lin(x)
+            h[:, :2].relu_()  # mutates h through a view
+            return self.out(h)
+
+    with pytest.raises(UnsupportedOperationError, match="in place through a view"):
+        DeepLift(ViewInplace()).attribute(torch.randn(3, 4))
+
+
+def test_inplace_add_residual_matches_out_of_place():
+    torch.manual_seed(2)
+    lin1, lin2 = nn.Linear(4, 4).double(), nn.Linear(4, 2).double()
+
+    class InplaceRes(nn.Module):
+        def forward(self, x):
+            h = lin1(x)
+            h += x
+            return lin2(torch.relu(h))
+
+    class Res(nn.Module):
+        def forward(self, x):
+            return lin2(torch.relu(lin1(x) + x))
+
+    x = torch.randn(3, 4, dtype=torch.float64)
+    for rule in RULES[:2]:
+        a = DeepLift(InplaceRes(), rule=rule).attribute(x, target=1)
+        torch.testing.assert_close(a, DeepLift(Res(), rule=rule).attribute(x, target=1))

@@ -197,10 +197,12 @@ class DeepLift:
                     out, s = engine.resolve_output(out, self.output)
             else:
                 leaves = tuple(x.detach().clone().requires_grad_(True) for x in xs)
+                # Non-leaf copies, so that a model may modify its input in place.
+                visible = tuple(v.clone() for v in leaves)
                 with engine:
-                    for v, b in zip(leaves, base):
+                    for v, b in zip(visible, base):
                         engine.track(v, Streams(b.detach()))
-                    out = run_forward(self.model, leaves, extra)
+                    out = run_forward(self.model, visible, extra)
                     out, s = engine.resolve_output(out, self.output)
             idx = format_target(target, out)
             t_x, t_r = self._target(out, idx), self._target(s.ref, idx)

@@ -31,21 +31,48 @@ from ._common import (
 
 class _GuidedRelu(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
+    def forward(ctx, x: Tensor, inplace: bool) -> Tensor:  # type: ignore[override]
+        if inplace:
+            # Keep in-place semantics: a model may call ``h.relu_()`` and use ``h`` afterwards.
+            ctx.mark_dirty(x)
+            y = x.clamp_(min=0)
+        else:
+            y = x.clamp(min=0)
+        # The mask, not y: y may be changed in place later (e.g. a view of a tensor whose other
+        # part gets its own in-place ReLU). y > 0 exactly where x > 0.
+        ctx.save_for_backward(y > 0)
+        return y
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return grad.clamp(min=0) * mask.to(grad.dtype), None
+
+
+def _relu_input(args: tuple, kwargs: dict) -> Any:
+    if args:
+        return args[0]
+    return kwargs.get("input", kwargs.get("self"))
+
+
+def _is_inplace(func: Any, args: tuple, kwargs: dict) -> bool:
+    raw = getattr(func, "__name__", "")
+    if raw.endswith("_") and not raw.startswith("_"):  # torch.relu_, Tensor.relu_
+        return True
+    if len(args) > 1:  # F.relu(x, True)
+        return bool(args[1])
+    return bool(kwargs.get("inplace", False))
 
 
 class _GuidedReluMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if op_name(func) == "relu" and args and isinstance(args[0], Tensor):
-            return _GuidedRelu.apply(args[0])
+        x = _relu_input(args, kwargs)
+        if op_name(func) == "relu" and isinstance(x, Tensor):
+            inplace = _is_inplace(func, args, kwargs)
+            if inplace and x.is_leaf and x.requires_grad:
+                inplace = False  # autograd forbids mutating the leaf we differentiate by
+            return _GuidedRelu.apply(x, inplace)
         return func(*args, **kwargs)
 
 

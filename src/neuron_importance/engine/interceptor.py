@@ -64,6 +64,7 @@ class Streams:
     # Set on softmax outputs: the op name, and the pre-activation (logits) tensor.
     blocked: str | None = None
     pre: Tensor | None = None
+    blocked_reason: str | None = None
 
 
 def _has_tensor(obj: Any) -> bool:
@@ -96,22 +97,28 @@ def _bound_arg(func: Any, args: tuple, kwargs: dict, name: str, default: Any) ->
     return default if p is inspect.Parameter.empty else p
 
 
-def _out_of_place(func: Any, args: tuple, kwargs: dict) -> tuple[Any, tuple, dict]:
-    """The same op without in-place mutation (reference streams must never be overwritten)."""
+def _out_of_place(func: Any, args: tuple, kwargs: dict) -> tuple[Any, tuple, dict, bool]:
+    """The same op without in-place mutation, and whether the call was in-place.
+
+    Rules are evaluated out of place (the reference and ± parts must never be overwritten);
+    the engine then writes the result back into the mutated tensor itself.
+    """
+    inplace = False
     raw = getattr(func, "__name__", "")
     if raw.endswith("_") and not raw.startswith("_"):
         alt = getattr(torch.Tensor, raw[:-1], None)
         if alt is not None:
-            func = alt
+            func, inplace = alt, True
     sig = _signature(func)
     if sig is not None and "inplace" in sig.parameters:
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError:
-            return func, args, kwargs
+            return func, args, kwargs, inplace
+        inplace = inplace or bool(bound.arguments.get("inplace", False))
         bound.arguments["inplace"] = False
-        return func, bound.args, bound.kwargs
-    return func, args, kwargs
+        return func, bound.args, bound.kwargs, inplace
+    return func, args, kwargs, inplace
 
 
 class DeltaEngine(TorchFunctionMode):
@@ -195,6 +202,7 @@ class DeltaEngine(TorchFunctionMode):
             if s.blocked is not None:
                 self._fail(
                     s.blocked,
+                    s.blocked_reason or
                     f"its output is used by '{name}'; {s.blocked} has no DeepLIFT rule "
                     "except as the model's output (where attribution is to its input logits)",
                 )
@@ -206,14 +214,37 @@ class DeltaEngine(TorchFunctionMode):
                 "use the gradient for it, at the cost of exact summation-to-delta)"))
         if fam == "constant":
             return func(*args, **kwargs)
-        func, args, kwargs = _out_of_place(func, args, kwargs)
+        mutated = args[0] if args and isinstance(args[0], Tensor) else None
+        func, args, kwargs, inplace = _out_of_place(func, args, kwargs)
         handler: Callable = getattr(self, f"_op_{fam}")
         if self.unsupported == "gradient":
             try:
-                return handler(func, name, args, kwargs, deps)
+                out = handler(func, name, args, kwargs, deps)
             except UnsupportedOperationError:  # e.g. a product of two dependent tensors
-                return self._fallback(func, name, args, kwargs, deps)
-        return handler(func, name, args, kwargs, deps)
+                out = self._fallback(func, name, args, kwargs, deps)
+        else:
+            out = handler(func, name, args, kwargs, deps)
+        if inplace and mutated is not None and isinstance(out, Tensor):
+            return self._write_back(name, mutated, out)
+        return out
+
+    def _write_back(self, name: str, target: Tensor, out: Tensor) -> Tensor:
+        """Make an in-place op mutate ``target`` as the model expects, and track it."""
+        base = target._base
+        if base is not None and base in self.table:
+            # The base's reference and ± parts would silently go stale: refuse later use.
+            self.table[base].blocked = name
+            self.table[base].blocked_reason = (
+                f"it was modified in place through a view by '{name}'; use the out-of-place "
+                "form or write the result to a new tensor"
+            )
+        if self.split or not out.requires_grad:
+            with torch.no_grad():
+                target.copy_(out)
+        else:
+            target.copy_(out)  # autograd routes the gradient to ``out``
+        self.table[target] = self.table[out]
+        return target
 
     # ------------------------------------------------------------------ helpers
     def _run(self, func, args, kwargs, field: str | None):
