@@ -302,3 +302,13 @@ def test_training_mode_warns_and_restores() -> None:
 def test_eval_mode_model_does_not_warn(no_warnings) -> None:
     model = _mlp()
     GuidedBackprop(model).attribute(_randn(N, 6, seed=19), target=0)
+
+
+def test_torchscript_is_refused():
+    import pytest as _pytest
+
+    from neuron_importance import AttributionError as _AE
+
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(3, 2), nn.ReLU()))
+    with _pytest.raises(_AE, match="TorchScript"):
+        GuidedBackprop(scripted)

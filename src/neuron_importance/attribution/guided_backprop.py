@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..engine.ops import op_name
 from ._common import (
+    AttributionError,
     TargetType,
     TensorOrTuple,
     check_finite,
@@ -80,6 +81,11 @@ class GuidedBackprop:
     """Guided backpropagation attributions, shaped like the inputs (Captum's signature)."""
 
     def __init__(self, model: nn.Module) -> None:
+        if isinstance(model, torch.jit.ScriptModule):
+            raise AttributionError(
+                "GuidedBackprop needs a Python model: TorchScript runs outside Python, so its "
+                "ReLUs cannot be intercepted and the result would silently be the plain gradient"
+            )
         self.model = model
 
     def attribute(

@@ -13,6 +13,7 @@ from neuron_importance.models.training import (
 from neuron_importance.models.zoo import (
     KNOWN_MODELS,
     build_model,
+    is_python_model,
     load_model,
     load_state_dict_file,
     save_weights,
@@ -24,6 +25,7 @@ __all__ = [
     "cache_path",
     "cached_model",
     "evaluate_accuracy",
+    "is_python_model",
     "load_model",
     "load_state_dict_file",
     "save_weights",
