@@ -130,7 +130,7 @@ class Case:
 MODEL_NAMES = ("mnist_cnn", "genomics_cnn")
 
 
-def make_cases(batch: int, seed: int) -> list[Case]:
+def make_cases(batch: int, seed: int, baseline: str = "zeros") -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     mnist = MnistCNN().eval()
@@ -139,9 +139,15 @@ def make_cases(batch: int, seed: int) -> list[Case]:
     genomics = GenomicsCNN().eval()
     bases = torch.randint(0, 4, (batch, 200), generator=g)
     x_dna = F.one_hot(bases, 4).permute(0, 2, 1).float().contiguous()
+    if baseline == "zeros":
+        b_mnist, b_dna = torch.zeros_like(x_mnist), torch.zeros_like(x_dna)
+    else:  # a different reference per example: no shared-row shortcut for the reference
+        b_mnist = torch.rand(batch, 1, 28, 28, generator=g)
+        b_dna = F.one_hot(torch.randint(0, 4, (batch, 200), generator=g), 4).permute(
+            0, 2, 1).float().contiguous()
     return [
-        Case("mnist_cnn", mnist, x_mnist, torch.zeros_like(x_mnist)),
-        Case("genomics_cnn", genomics, x_dna, torch.zeros_like(x_dna)),
+        Case("mnist_cnn", mnist, x_mnist, b_mnist),
+        Case("genomics_cnn", genomics, x_dna, b_dna),
     ]
 
 
@@ -389,6 +395,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated subset of mnist_cnn,genomics_cnn")
     p.add_argument("--skip-ig", action="store_true", help="do not time Integrated Gradients")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline", choices=("zeros", "random"), default="zeros",
+                   help="zeros (one reference shared by the batch) or random (one per example)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--profile", type=int, default=0, metavar="TOP",
                    help="after timing, cProfile our Rescale DeepLift and print the TOP entries")
@@ -429,10 +437,11 @@ def main(argv: list[str] | None = None) -> int:
               "times (ours more: it runs more, smaller ops) swell and IQRs widen; rerun on an "
               "idle machine or compare with --threads 1")
     print(f"settings: batch {args.batch}, {args.warmup} warm-up call(s), {args.repeats} "
-          f"interleaved rounds ({args.ig_repeats} for IG), target {TARGET}, zero baselines, "
+          f"interleaved rounds ({args.ig_repeats} for IG), target {TARGET}, {args.baseline} baselines, "
           f"float32{' [--quick]' if args.quick else ''}")
 
-    cases = [c for c in make_cases(args.batch, args.seed) if c.name in args.models]
+    cases = [c for c in make_cases(args.batch, args.seed, args.baseline)
+             if c.name in args.models]
     results: dict[str, object] = {"machine": info, "settings": vars(args).copy(), "models": {}}
     failed = False
     for case in cases:

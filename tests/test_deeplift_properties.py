@@ -228,3 +228,28 @@ def test_float32_completeness(rule):
     with torch.no_grad():
         true = net(x)[:, 2] - net(b)[:, 2]
     assert torch.allclose(attr.sum(dim=(1, 2)), true, atol=1e-4)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_shared_reference_row_through_batch_sized_reshapes(rule):
+    """A batch-shared reference is kept as one row only through per-example ops; reshapes
+    that name the batch size (``view(x.size(0), -1)``) get the full batch."""
+    torch.manual_seed(7)
+    conv, lin = nn.Conv1d(2, 3, 3).double(), nn.Linear(3 * 6, 2).double()
+
+    class ViewNet(nn.Module):
+        def forward(self, x):
+            h = torch.relu(conv(x))
+            return lin(h.view(h.size(0), -1))
+
+    class FlattenNet(nn.Module):
+        def forward(self, x):
+            return lin(nn.Flatten()(torch.relu(conv(x))))
+
+    x = torch.randn(4, 2, 8, dtype=torch.float64)
+    for baseline in (None, torch.full((1, 2, 8), 0.3, dtype=torch.float64)):
+        a, d = DeepLift(ViewNet(), rule=rule).attribute(x, baseline, target=1,
+                                                         return_convergence_delta=True)
+        b = DeepLift(FlattenNet(), rule=rule).attribute(x, baseline, target=1)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert d.abs().max() < 1e-10

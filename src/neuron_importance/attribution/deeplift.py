@@ -66,6 +66,12 @@ class _Pass(NamedTuple):
     delta_t: Tensor  # t(x) - t(x0) per example
 
 
+def _shared_row(b: Tensor) -> Tensor:
+    if b.shape[0] > 1 and (b.stride(0) == 0 or bool((b == b[:1]).all())):
+        return b[:1]
+    return b
+
+
 def _default_tol(dtype: torch.dtype) -> float:
     return 1e-6 if dtype == torch.float64 else 1e-3
 
@@ -185,6 +191,8 @@ class DeepLift:
         use_split = split or self.rule != "rescale"
         engine = DeltaEngine(split=use_split, rule=self.rule, unsupported=self.unsupported)
         deltas_in = tuple((x - b).detach() for x, b in zip(xs, base))
+        # A reference shared by the whole batch runs through per-example ops as one row.
+        base = tuple(_shared_row(b) for b in base)
         with eval_mode(self.model, "DeepLift"), torch.enable_grad():
             if use_split:
                 visible = tuple(x.detach().clone() for x in xs)
@@ -205,7 +213,7 @@ class DeepLift:
                     out = run_forward(self.model, visible, extra)
                     out, s = engine.resolve_output(out, self.output)
             idx = format_target(target, out)
-            t_x, t_r = self._target(out, idx), self._target(s.ref, idx)
+            t_x, t_r = self._target(out, idx), self._target(engine.reference_of(out), idx)
             if use_split:
                 t_pos, t_neg = self._target_split(s, idx)
                 m_pos = m_neg = None

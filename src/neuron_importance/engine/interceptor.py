@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..rules import maxpool as maxpool_rule
@@ -47,6 +46,15 @@ from .errors import UnsupportedOperationError
 from .ops import NO_RULE_REASONS, family, op_name
 
 RULES = ("rescale", "reveal_cancel", "genomics_default")
+
+# Ops that treat every example (row of dim 0) separately, with arguments that cannot refer to
+# the batch size: a reference shared by the whole batch can go through them as one row.
+_PER_EXAMPLE = frozenset(
+    "linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d batch_norm "
+    "avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "adaptive_avg_pool3d dropout dropout1d dropout2d dropout3d alpha_dropout "
+    "feature_alpha_dropout add sub rsub neg mul div contiguous clone".split()
+)
 _DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
              "feature_alpha_dropout"}
 _NONNEG_INTERP = {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area"}
@@ -67,11 +75,75 @@ class Streams:
     blocked_reason: str | None = None
 
 
+def _walk(obj: Any):
+    """Yield the leaves of nested tuples/lists/dicts (cheaper than pytree for op arguments)."""
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _walk(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _walk(o)
+    else:
+        yield obj
+
+
+def _map(fn: Callable[[Any], Any], obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return tuple(_map(fn, o) for o in obj)
+    if isinstance(obj, list):
+        return [_map(fn, o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _map(fn, v) for k, v in obj.items()}
+    return fn(obj)
+
+
 def _has_tensor(obj: Any) -> bool:
-    return any(isinstance(t, Tensor) for t in tree_flatten(obj)[0])
+    return any(isinstance(t, Tensor) for t in _walk(obj))
+
+
+class _AttachMultiplier(torch.autograd.Function):
+    """Value ``y`` (given), gradient ``grad·m`` w.r.t. ``x``: a DeepLIFT multiplier on autograd."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, m: Tensor, holder: list) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(m)
+        return holder[0]  # y is passed boxed so that autograd does not treat it as an input
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (m,) = ctx.saved_tensors
+        return grad * m, None, None
+
+
+def attach_multiplier(x: Tensor, y: Tensor, m: Tensor) -> Tensor:
+    """``y`` whose gradient w.r.t. ``x`` is the (broadcast) multiplier ``m``."""
+    if not x.requires_grad:
+        return y
+    if m.shape != x.shape:
+        m = m.expand(x.shape)
+    return _AttachMultiplier.apply(x, m, [y])
 
 
 _SIGNATURES: dict[Any, inspect.Signature | None] = {}
+
+
+def full_ref(ref: Tensor, like: Tensor) -> Tensor:
+    """The reference at the batch size of ``like`` (it may be kept as one shared row)."""
+    if ref.shape == like.shape or ref.dim() == 0 or like.dim() == 0:
+        return ref
+    if ref.shape[0] == 1 and like.shape[0] != 1:
+        return ref.expand(like.shape).contiguous()
+    return ref
+
+
+def _per_example(func: Any, args: tuple, kwargs: dict) -> bool:
+    name = op_name(func)
+    if name in _PER_EXAMPLE or family(name) in ("elementwise", "maxpool"):
+        return True
+    if name == "flatten":  # nn.Flatten: flatten(start_dim=1) keeps the batch dimension
+        start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+        return isinstance(start, int) and start >= 1
+    return False
 
 
 def _signature(func: Any) -> inspect.Signature | None:
@@ -159,13 +231,16 @@ class DeltaEngine(TorchFunctionMode):
     def _is_dep(self, t: Any) -> bool:
         return isinstance(t, Tensor) and t in self.table
 
-    def _subst(self, obj: Any, field: str) -> Any:
+    def _subst(self, obj: Any, field: str, rows_ok: bool = False) -> Any:
         def f(t: Any) -> Any:
             if isinstance(t, Tensor) and t in self.table:
-                return getattr(self.table[t], field)
+                v = getattr(self.table[t], field)
+                if field == "ref" and not rows_ok:
+                    v = full_ref(v, t)
+                return v
             return t
 
-        return tree_map(f, obj)
+        return _map(f, obj)
 
     def _fail(self, name: str, reason: str) -> None:
         raise UnsupportedOperationError(name, user_call_site(), reason)
@@ -187,7 +262,7 @@ class DeltaEngine(TorchFunctionMode):
     # ------------------------------------------------------------------ dispatch
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        leaves = tree_flatten((args, kwargs))[0]
+        leaves = list(_walk((args, kwargs)))
         deps = [t for t in leaves if self._is_dep(t)]
         if not deps:
             return func(*args, **kwargs)
@@ -254,7 +329,8 @@ class DeltaEngine(TorchFunctionMode):
                 with torch.no_grad():
                     return func(*args, **kwargs)
             return func(*args, **kwargs)
-        a, k = self._subst((args, kwargs), field)
+        a, k = self._subst((args, kwargs), field, rows_ok=field == "ref" and
+                           _per_example(func, args, kwargs))
         if field == "ref":
             with torch.no_grad():
                 return func(*a, **k)
@@ -300,14 +376,18 @@ class DeltaEngine(TorchFunctionMode):
         seq = args[0] if args else kwargs.get("tensors")
         rest_args = args[1:] if args else ()
         rest_kwargs = {k: v for k, v in kwargs.items() if k != "tensors"}
-        if any(self._is_dep(t) for t in tree_flatten((rest_args, rest_kwargs))[0]):
+        if any(self._is_dep(t) for t in _walk((rest_args, rest_kwargs))):
             self._fail(name, "only the tensors being joined may depend on the input")
 
         def parts(field: str | None) -> list[Tensor]:
             items = []
             for t in seq:
                 if self._is_dep(t):
-                    items.append(t if field is None else getattr(self.table[t], field))
+                    if field is None:
+                        items.append(t)
+                    else:
+                        v = getattr(self.table[t], field)
+                        items.append(full_ref(v, t) if field == "ref" else v)
                 elif field in ("pos", "neg"):
                     items.append(torch.zeros_like(t))  # constants carry no difference
                 else:
@@ -468,7 +548,7 @@ class DeltaEngine(TorchFunctionMode):
 
     def _elementwise_fn(self, func, args, kwargs, x) -> Callable[[Tensor], Tensor]:
         def f(v: Tensor) -> Tensor:
-            a, k = tree_map(lambda t: v if t is x else t, (args, kwargs))
+            a, k = _map(lambda t: v if t is x else t, (args, kwargs))
             return func(*a, **k)
 
         return f
@@ -484,14 +564,14 @@ class DeltaEngine(TorchFunctionMode):
             self._fail(name, f"it is not elementwise here (input {tuple(x.shape)}, output "
                        f"{tuple(y.shape)})")
         if not self.split:
-            m = rescale_multiplier(f, x.detach() - s.ref, s.ref, y - y_ref)
-            out = y + (x - x.detach()) * m if x.requires_grad else y
+            m = rescale_multiplier(f, x.detach() - s.ref, s.ref, y - y_ref, scratch=True)
+            out = attach_multiplier(x, y, m)
             self.track(out, Streams(y_ref, pre=x if name == "sigmoid" else None))
             return out
         rule = self._rule_for(name, s.tag)
         if rule == "rescale":
             d = (s.pos + s.neg).detach()
-            m = rescale_multiplier(f, d, s.ref, y - y_ref)
+            m = rescale_multiplier(f, d, s.ref, y - y_ref, scratch=True)
             pos, neg = s.pos * m, s.neg * m
         else:
             dyp, dyn, mp, mn = reveal_cancel_multipliers(f, s.ref, s.pos.detach(),
@@ -565,9 +645,10 @@ class DeltaEngine(TorchFunctionMode):
                     return s.ref + s.pos + s.neg
                 return t
 
-            a, k = tree_map(moved, (args, kwargs))
-            delta = tree_map(lambda o, r: o - r if isinstance(o, Tensor) else o,
-                             func(*a, **k), ref)
+            a, k = _map(moved, (args, kwargs))
+            moved_out = func(*a, **k)
+            delta = (moved_out - ref if isinstance(moved_out, Tensor)
+                     else [o - r for o, r in zip(moved_out, ref)])
             if isinstance(delta, Tensor):
                 pos, neg = split_by_sign(delta)
             else:
@@ -577,6 +658,10 @@ class DeltaEngine(TorchFunctionMode):
         return out
 
     # ------------------------------------------------------------------ output
+    def reference_of(self, t: Tensor) -> Tensor:
+        """The reference activation of a tracked tensor, at the tensor's batch size."""
+        return full_ref(self.table[t].ref, t)
+
     def resolve_output(self, out: Tensor, output: str) -> tuple[Tensor, Streams]:
         """The tensor to attribute to: logits instead of softmax/sigmoid outputs by default."""
         if out not in self.table:
