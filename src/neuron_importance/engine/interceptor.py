@@ -557,6 +557,7 @@ class DeltaEngine(TorchFunctionMode):
         x = self._single_dep(name, deps, f"'{name}'")
         s = self.table[x]
         f = self._elementwise_fn(func, args, kwargs, x)
+        pointwise = sum(isinstance(t, Tensor) for t in _walk((args, kwargs))) == 1
         with torch.no_grad():
             y = f(x)
             y_ref = f(s.ref)
@@ -564,14 +565,15 @@ class DeltaEngine(TorchFunctionMode):
             self._fail(name, f"it is not elementwise here (input {tuple(x.shape)}, output "
                        f"{tuple(y.shape)})")
         if not self.split:
-            m = rescale_multiplier(f, x.detach() - s.ref, s.ref, y - y_ref, scratch=True)
+            m = rescale_multiplier(f, x.detach() - s.ref, s.ref, y - y_ref, scratch=True,
+                                   pointwise=pointwise)
             out = attach_multiplier(x, y, m)
             self.track(out, Streams(y_ref, pre=x if name == "sigmoid" else None))
             return out
         rule = self._rule_for(name, s.tag)
         if rule == "rescale":
             d = (s.pos + s.neg).detach()
-            m = rescale_multiplier(f, d, s.ref, y - y_ref, scratch=True)
+            m = rescale_multiplier(f, d, s.ref, y - y_ref, scratch=True, pointwise=pointwise)
             pos, neg = s.pos * m, s.neg * m
         else:
             dyp, dyn, mp, mn = reveal_cancel_multipliers(f, s.ref, s.pos.detach(),

@@ -40,17 +40,23 @@ def derivative(f: Fn, at: Tensor) -> Tensor:
 
 @torch.no_grad()
 def rescale_multiplier(f: Fn, delta_x: Tensor, ref: Tensor, delta_y: Tensor,
-                       scratch: bool = False) -> Tensor:
+                       scratch: bool = False, pointwise: bool = False) -> Tensor:
     """``Δy/Δx``, or ``f′(x⁰)`` where ``|Δx| < 1e-7``.
 
     With ``scratch=True`` the caller's ``delta_y`` and ``delta_x`` temporaries are reused in
-    place (fewer full-size allocations: this runs once per nonlinearity per call).
+    place (fewer full-size allocations: this runs once per nonlinearity per call). With
+    ``pointwise=True`` (``f`` takes no other tensor argument) the derivative is evaluated
+    at the few near-zero positions only.
     """
     m = delta_y.div_(delta_x) if scratch else delta_y / delta_x
     mag = delta_x.abs_() if scratch else delta_x.abs()
     small = mag < NEAR_ZERO
     if bool(small.any()):
-        m = torch.where(small, derivative(f, ref), m)
+        if pointwise:
+            m = m.clone() if not scratch else m
+            m[small] = derivative(f, ref.expand(m.shape)[small])
+        else:
+            m = torch.where(small, derivative(f, ref), m)
     return m
 
 
