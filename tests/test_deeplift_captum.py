@@ -13,6 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from nets import DT, TwoInputNet, randn
+from relu_spellings import same_weights, spelling_nets
 from torch import nn
 
 from neuron_importance import DeepLift
@@ -24,16 +26,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Setting forward, backward hooks"),
 ]
 
-DT = torch.float64
 ATOL = 1e-10
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, dtype=DT, generator=_gen(seed))
 
 
 # ---------------------------------------------------------------- module-per-use nets
@@ -82,7 +75,7 @@ N = 5
 def _baseline(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
     if kind == "zero":
         return torch.zeros(N, *shape, dtype=DT)
-    return _randn(N, *shape, seed=11)
+    return randn(N, *shape, seed=11)
 
 
 def _target(kind: str):
@@ -95,7 +88,7 @@ def _target(kind: str):
 def test_rescale_matches_captum(net: str, base: str, tgt: str) -> None:
     make, shape = NETS[net]
     model = make()
-    x = _randn(N, *shape, seed=10)
+    x = randn(N, *shape, seed=10)
     b = _baseline(base, shape)
     target = _target(tgt)
     ours, d_ours = DeepLift(model, rule="rescale").attribute(
@@ -110,33 +103,17 @@ def test_rescale_matches_captum(net: str, base: str, tgt: str) -> None:
     assert ours.abs().sum() > 1e-3
 
 
-class TwoInputNet(nn.Module):
-    """f(a, b; scale) = W·[ReLU(A a), σ(B b)] ⊙ scale — two inputs and an extra tensor arg."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fa = nn.Linear(5, 6)
-        self.relu = nn.ReLU()
-        self.fb = nn.Linear(4, 6)
-        self.sig = nn.Sigmoid()
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.relu(self.fa(a)), self.sig(self.fb(b))], dim=1)
-        return self.fc(h) * scale
-
-
 @pytest.mark.parametrize("base", ["zero", "random"])
 @pytest.mark.parametrize("tgt", ["int", "tensor"])
 def test_tuple_inputs_with_additional_args_match_captum(base: str, tgt: str) -> None:
     torch.manual_seed(4)
-    model = TwoInputNet().to(DT).eval()
-    a, b = _randn(N, 5, seed=20), _randn(N, 4, seed=21)
-    scale = _randn(N, 3, seed=22).abs() + 0.5
+    model = TwoInputNet(nn.Sigmoid()).to(DT).eval()
+    a, b = randn(N, 5, seed=20), randn(N, 4, seed=21)
+    scale = randn(N, 3, seed=22).abs() + 0.5
     if base == "zero":
         bases = (torch.zeros_like(a), torch.zeros_like(b))
     else:
-        bases = (_randn(N, 5, seed=23), _randn(N, 4, seed=24))
+        bases = (randn(N, 5, seed=23), randn(N, 4, seed=24))
     target = _target(tgt)
     ours, d_ours = DeepLift(model).attribute(
         (a, b), bases, target=target, additional_forward_args=(scale,),
@@ -173,8 +150,8 @@ def _relu_maxpool_net() -> nn.Module:
 
 def test_relu_maxpool_nonzero_reference_sums_to_delta_where_captum_does_not() -> None:
     model = _relu_maxpool_net()
-    x = _randn(4, 1, 6, 6, seed=30)
-    b = _randn(4, 1, 6, 6, seed=31)
+    x = randn(4, 1, 6, 6, seed=30)
+    b = randn(4, 1, 6, 6, seed=31)
     ours, d_ours = DeepLift(model).attribute(x, b, target=1, return_convergence_delta=True)
     _, d_theirs = captum_attr.DeepLift(model).attribute(
         x, b, target=1, return_convergence_delta=True)
@@ -192,87 +169,23 @@ def test_relu_maxpool_nonzero_reference_sums_to_delta_where_captum_does_not() ->
 # ---------------------------------------------------------------- (b) functional / reused ReLU
 
 
-class _Weights(nn.Module):
-    """The layers of a small CNN, shared by every ReLU spelling below."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.fc1 = nn.Linear(4 * 4 * 4, 8)
-        self.fc2 = nn.Linear(8, 3)
+SPELLINGS = spelling_nets("avg")
 
 
-class ModuleReLUs(_Weights):
-    def __init__(self) -> None:
-        super().__init__()
-        self.r1, self.r2, self.r3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
-        self.pool = nn.AvgPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.r1(self.conv1(x))
-        h = self.pool(self.r2(self.conv2(h)))
-        return self.fc2(self.r3(self.fc1(h.flatten(1))))
+def _net(name: str) -> nn.Module:
+    return same_weights(SPELLINGS[name], DT)
 
 
-class FunctionalReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x))
-        h = F.avg_pool2d(F.relu(self.conv2(h)), 2)
-        return self.fc2(F.relu(self.fc1(h.flatten(1))))
-
-
-class TorchReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv1(x))
-        h = F.avg_pool2d(torch.relu(self.conv2(h)), 2)
-        return self.fc2(torch.relu(self.fc1(h.flatten(1))))
-
-
-class MethodReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x).relu()
-        h = F.avg_pool2d(self.conv2(h).relu(), 2)
-        return self.fc2(self.fc1(h.flatten(1)).relu())
-
-
-class InplaceReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x), inplace=True)
-        h = F.avg_pool2d(self.conv2(h).relu_(), 2)
-        return self.fc2(torch.relu_(self.fc1(h.flatten(1))))
-
-
-class ReusedReLU(_Weights):
-    def __init__(self) -> None:
-        super().__init__()
-        self.relu = nn.ReLU()
-        self.pool = nn.AvgPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.relu(self.conv1(x))
-        h = self.pool(self.relu(self.conv2(h)))
-        return self.fc2(self.relu(self.fc1(h.flatten(1))))
-
-
-def _same_weights(cls: type[nn.Module]) -> nn.Module:
-    torch.manual_seed(5)
-    ref = ModuleReLUs()
-    model = cls()
-    model.load_state_dict(ref.state_dict())
-    return model.to(DT).eval()
-
-
-VARIANTS = [FunctionalReLU, TorchReLU, MethodReLU, InplaceReLU, ReusedReLU]
+VARIANTS = ["FunctionalReLU", "TorchReLU", "MethodReLU", "InplaceReLU", "ReusedReLU"]
 
 
 @pytest.mark.parametrize("rule", ["rescale", "reveal_cancel", "genomics_default"])
-@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
-def test_relu_spellings_match_module_per_use(cls: type[nn.Module], rule: str) -> None:
-    module_net = _same_weights(ModuleReLUs)
-    model = _same_weights(cls)
-    x = _randn(N, 2, 4 * 2, 4 * 2, seed=40)
-    b = _randn(N, 2, 8, 8, seed=41)
+@pytest.mark.parametrize("name", VARIANTS)
+def test_relu_spellings_match_module_per_use(name: str, rule: str) -> None:
+    module_net = _net("ModuleReLUs")
+    model = _net(name)
+    x = randn(N, 2, 4 * 2, 4 * 2, seed=40)
+    b = randn(N, 2, 8, 8, seed=41)
     target = torch.tensor([0, 1, 2, 0, 1])
     expected = DeepLift(module_net, rule=rule).attribute(x, b, target=target)
     got, delta = DeepLift(model, rule=rule).attribute(
@@ -285,13 +198,13 @@ def test_relu_spellings_match_module_per_use(cls: type[nn.Module], rule: str) ->
         torch.testing.assert_close(expected, theirs.detach(), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("cls", [FunctionalReLU, TorchReLU, MethodReLU], ids=lambda c: c.__name__)
-def test_captum_uses_plain_gradient_for_functional_relu(cls: type[nn.Module]) -> None:
+@pytest.mark.parametrize("name", ["FunctionalReLU", "TorchReLU", "MethodReLU"])
+def test_captum_uses_plain_gradient_for_functional_relu(name: str) -> None:
     # Captum only hooks nn.Module nonlinearities: a functional ReLU gets its plain gradient,
     # so Captum's "DeepLift" of this model differs from DeepLIFT and breaks summation.
-    model = _same_weights(cls)
-    x = _randn(N, 2, 8, 8, seed=40)
-    b = _randn(N, 2, 8, 8, seed=41)
+    model = _net(name)
+    x = randn(N, 2, 8, 8, seed=40)
+    b = randn(N, 2, 8, 8, seed=41)
     ours = DeepLift(model).attribute(x, b, target=0)
     theirs, d_theirs = captum_attr.DeepLift(model).attribute(
         x, b, target=0, return_convergence_delta=True)
@@ -300,31 +213,18 @@ def test_captum_uses_plain_gradient_for_functional_relu(cls: type[nn.Module]) ->
 
 
 def test_captum_raises_on_reused_relu() -> None:
-    model = _same_weights(ReusedReLU)
-    x = _randn(N, 2, 8, 8, seed=40)
+    model = _net("ReusedReLU")
+    x = randn(N, 2, 8, 8, seed=40)
     with pytest.raises(RuntimeError, match="used more than once"):
         captum_attr.DeepLift(model).attribute(x, target=0)
 
 
-class StatementInplaceReLU(_Weights):
-    """In-place ReLUs whose return value is discarded: the model relies on the mutation."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x)
-        h.relu_()
-        h = self.conv2(h)
-        F.relu(h, inplace=True)
-        h = self.fc1(F.avg_pool2d(h, 2).flatten(1))
-        torch.relu_(h)
-        return self.fc2(h)
-
-
 @pytest.mark.parametrize("rule", ["rescale", "reveal_cancel", "genomics_default"])
 def test_statement_inplace_relu_matches_module_per_use(rule: str) -> None:
-    module_net = _same_weights(ModuleReLUs)
-    model = _same_weights(StatementInplaceReLU)
-    x = _randn(N, 2, 8, 8, seed=40)
-    b = _randn(N, 2, 8, 8, seed=41)
+    module_net = _net("ModuleReLUs")
+    model = _net("StatementInplaceReLU")
+    x = randn(N, 2, 8, 8, seed=40)
+    b = randn(N, 2, 8, 8, seed=41)
     with torch.no_grad():  # the two models are the same function
         torch.testing.assert_close(model(x), module_net(x), atol=1e-12, rtol=0)
         expected_delta = model(x)[:, 0] - model(b)[:, 0]
@@ -372,7 +272,7 @@ def test_softmax_output_attributes_to_logits(target, fn: str) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return getattr(F, fn)(self.body(x), dim=1)
 
-    x, b = _randn(N, 6, seed=50), _randn(N, 6, seed=51)
+    x, b = randn(N, 6, seed=50), randn(N, 6, seed=51)
     got, delta = DeepLift(Net()).attribute(x, b, target=target, return_convergence_delta=True)
     expected = DeepLift(body).attribute(x, b, target=target)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
@@ -387,7 +287,7 @@ def test_softmax_output_attributes_to_logits(target, fn: str) -> None:
 @pytest.mark.parametrize("target", SOFTMAX_TARGETS, ids=["int", "tensor"])
 def test_softmax_mean_subtraction_explains_centred_logit(target, rule: str) -> None:
     body, model = _softmax_pair()
-    x, b = _randn(N, 6, seed=52), _randn(N, 6, seed=53)
+    x, b = randn(N, 6, seed=52), randn(N, 6, seed=53)
     got, delta = DeepLift(model, rule=rule, softmax_mean_subtraction=True).attribute(
         x, b, target=target, return_convergence_delta=True)
     expected = DeepLift(_MeanCentred(body), rule=rule).attribute(x, b, target=target)
@@ -404,7 +304,7 @@ def test_softmax_mean_subtraction_explains_centred_logit(target, rule: str) -> N
 @pytest.mark.parametrize("rule", ["rescale", "reveal_cancel"])
 def test_softmax_mean_subtraction_leaves_class_differences_unchanged(rule: str) -> None:
     _, model = _softmax_pair()
-    x, b = _randn(N, 6, seed=54), _randn(N, 6, seed=55)
+    x, b = randn(N, 6, seed=54), randn(N, 6, seed=55)
     c, c2 = torch.tensor([0, 1, 2, 3, 0]), torch.tensor([3, 3, 0, 1, 2])
     centred = DeepLift(model, rule=rule, softmax_mean_subtraction=True)
     plain = DeepLift(model, rule=rule)
@@ -417,7 +317,7 @@ def test_softmax_mean_subtraction_leaves_class_differences_unchanged(rule: str) 
 
 def test_softmax_mean_subtraction_split_parts_sum_to_total() -> None:
     _, model = _softmax_pair()
-    x, b = _randn(N, 6, seed=56), _randn(N, 6, seed=57)
+    x, b = randn(N, 6, seed=56), randn(N, 6, seed=57)
     dl = DeepLift(model, softmax_mean_subtraction=True)
     parts = dl.attribute(x, b, target=1, split=True)
     total = dl.attribute(x, b, target=1)

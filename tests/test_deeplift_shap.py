@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nets import DT, TwoInputNet, randn
 from torch import nn
 
 from neuron_importance import AttributionError, DeepLift, DeepLiftShap
@@ -19,13 +20,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Setting forward, backward hooks"),
 ]
 
-DT = torch.float64
 ATOL = 1e-10
 RULES = ["rescale", "reveal_cancel", "genomics_default"]
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, dtype=DT, generator=torch.Generator().manual_seed(seed))
 
 
 def _mlp() -> nn.Module:
@@ -46,20 +42,6 @@ def _cnn() -> nn.Module:
         nn.Linear(4 * 3 * 3, 6), nn.ReLU(),
         nn.Linear(6, 3),
     ).to(DT).eval()
-
-
-class TwoInputNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fa = nn.Linear(5, 6)
-        self.relu = nn.ReLU()
-        self.fb = nn.Linear(4, 6)
-        self.tanh = nn.Tanh()
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.relu(self.fa(a)), self.tanh(self.fb(b))], dim=1)
-        return self.fc(h) * scale
 
 
 NETS = {"mlp": (_mlp, (6,)), "cnn": (_cnn, (2, 6, 6))}
@@ -87,8 +69,8 @@ def _t(model: nn.Module, x, target, extra=()) -> torch.Tensor:
 def test_shared_references_match_captum(net: str, target) -> None:
     make, shape = NETS[net]
     model = make()
-    x = _randn(N, *shape, seed=1)
-    refs = _randn(R, *shape, seed=2)
+    x = randn(N, *shape, seed=1)
+    refs = randn(R, *shape, seed=2)
     ours, d_ours = DeepLiftShap(model, rule="rescale").attribute(
         x, refs, target=target, return_convergence_delta=True)
     theirs, d_theirs = captum_attr.DeepLiftShap(model).attribute(
@@ -104,10 +86,10 @@ def test_shared_references_match_captum(net: str, target) -> None:
 
 def test_tuple_inputs_match_captum() -> None:
     torch.manual_seed(3)
-    model = TwoInputNet().to(DT).eval()
-    a, b = _randn(N, 5, seed=3), _randn(N, 4, seed=4)
-    scale = _randn(N, 3, seed=5).abs() + 0.5
-    refs = (_randn(R, 5, seed=6), _randn(R, 4, seed=7))
+    model = TwoInputNet(nn.Tanh()).to(DT).eval()
+    a, b = randn(N, 5, seed=3), randn(N, 4, seed=4)
+    scale = randn(N, 3, seed=5).abs() + 0.5
+    refs = (randn(R, 5, seed=6), randn(R, 4, seed=7))
     target = torch.tensor([2, 0, 1, 2])
     ours, d_ours = DeepLiftShap(model).attribute(
         (a, b), refs, target=target, additional_forward_args=(scale,),
@@ -129,8 +111,8 @@ def test_tuple_inputs_match_captum() -> None:
 def test_per_input_references_average_deeplift(net: str, rule: str) -> None:
     make, shape = NETS[net]
     model = make()
-    x = _randn(N, *shape, seed=8)
-    refs = _randn(N, R, *shape, seed=9)
+    x = randn(N, *shape, seed=8)
+    refs = randn(N, R, *shape, seed=9)
     target = torch.tensor([0, 1, 2, 0])
     got, delta = DeepLiftShap(model, rule=rule).attribute(
         x, refs, target=target, return_convergence_delta=True)
@@ -148,8 +130,8 @@ def test_per_input_references_average_deeplift(net: str, rule: str) -> None:
 @pytest.mark.parametrize("rule", RULES)
 def test_shared_references_equal_expanded_per_input(rule: str) -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=10)
-    refs = _randn(R, 6, seed=11)
+    x = randn(N, 6, seed=10)
+    refs = randn(R, 6, seed=11)
     shared = DeepLiftShap(model, rule=rule).attribute(x, refs, target=2)
     per_input = DeepLiftShap(model, rule=rule).attribute(
         x, refs.unsqueeze(0).expand(N, R, 6).clone(), target=2)
@@ -163,8 +145,8 @@ def test_shared_references_equal_expanded_per_input(rule: str) -> None:
 @pytest.mark.parametrize("split", [False, True])
 def test_chunking_does_not_change_results(rule: str, split: bool) -> None:
     model = _cnn()
-    x = _randn(N, 2, 6, 6, seed=12)
-    refs = _randn(N, R, 2, 6, 6, seed=13)
+    x = randn(N, 2, 6, 6, seed=12)
+    refs = randn(N, R, 2, 6, 6, seed=13)
     target = torch.tensor([2, 1, 0, 2])
 
     def run(**kw):
@@ -188,8 +170,8 @@ def test_chunking_does_not_change_results(rule: str, split: bool) -> None:
 
 def test_tiny_memory_cap_runs_one_pair_per_chunk(monkeypatch) -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=14)
-    refs = _randn(R, 6, seed=15)
+    x = randn(N, 6, seed=14)
+    refs = randn(R, 6, seed=15)
     explainer = DeepLiftShap(model, max_memory_mb=1e-6)
     sizes: list[int] = []
     original = explainer._run_pairs
@@ -211,8 +193,8 @@ def test_tiny_memory_cap_runs_one_pair_per_chunk(monkeypatch) -> None:
 @pytest.mark.parametrize("rule", RULES)
 def test_split_parts_sum_to_total(rule: str) -> None:
     model = _cnn()
-    x = _randn(N, 2, 6, 6, seed=16)
-    refs = _randn(R, 2, 6, 6, seed=17)
+    x = randn(N, 2, 6, 6, seed=16)
+    refs = randn(R, 2, 6, 6, seed=17)
     explainer = DeepLiftShap(model, rule=rule)
     parts = explainer.attribute(x, refs, target=1, split=True)
     total = explainer.attribute(x, refs, target=1)
@@ -230,10 +212,10 @@ def test_split_parts_sum_to_total(rule: str) -> None:
 
 def test_split_tuple_inputs() -> None:
     torch.manual_seed(3)
-    model = TwoInputNet().to(DT).eval()
-    a, b = _randn(N, 5, seed=18), _randn(N, 4, seed=19)
+    model = TwoInputNet(nn.Tanh()).to(DT).eval()
+    a, b = randn(N, 5, seed=18), randn(N, 4, seed=19)
     scale = torch.ones(N, 3, dtype=DT)
-    refs = (_randn(N, R, 5, seed=20), _randn(N, R, 4, seed=21))
+    refs = (randn(N, R, 5, seed=20), randn(N, R, 4, seed=21))
     explainer = DeepLiftShap(model, rule="reveal_cancel")
     parts = explainer.attribute((a, b), refs, target=0, additional_forward_args=scale,
                                 split=True)
@@ -251,16 +233,16 @@ def test_split_tuple_inputs() -> None:
 
 def test_wrong_reference_shape_names_expected_shapes() -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=22)
+    x = randn(N, 6, seed=22)
     with pytest.raises(AttributionError, match=r"\(R, 6\).*\(4, R, 6\)"):
-        DeepLiftShap(model).attribute(x, _randn(R, 5, seed=0), target=0)
+        DeepLiftShap(model).attribute(x, randn(R, 5, seed=0), target=0)
     with pytest.raises(AttributionError, match=r"\(R, 6\).*\(4, R, 6\)"):
-        DeepLiftShap(model).attribute(x, _randn(N + 1, R, 6, seed=0), target=0)
+        DeepLiftShap(model).attribute(x, randn(N + 1, R, 6, seed=0), target=0)
 
 
 def test_empty_reference_set_raises() -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=23)
+    x = randn(N, 6, seed=23)
     with pytest.raises(AttributionError, match="no references"):
         DeepLiftShap(model).attribute(x, torch.zeros(0, 6, dtype=DT), target=0)
     with pytest.raises(AttributionError, match="no references"):
@@ -271,8 +253,8 @@ def test_empty_reference_set_raises() -> None:
 
 def test_target_of_wrong_length_raises() -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=24)
-    refs = _randn(R, 6, seed=25)
+    x = randn(N, 6, seed=24)
+    refs = randn(R, 6, seed=25)
     with pytest.raises(AttributionError, match=f"3 entries for a batch of {N}"):
         DeepLiftShap(model).attribute(x, refs, target=torch.tensor([0, 1, 2]))
     with pytest.raises(AttributionError, match=f"{N + 1} entries for a batch of {N}"):
@@ -283,8 +265,8 @@ def test_target_errors_name_the_input_example_not_a_pair() -> None:
     # Targets are validated against the whole batch, not inside a chunk of pairs (where the
     # example index would be a pair index and the output shape that of the chunk).
     model = _mlp()
-    x = _randn(N, 6, seed=28)
-    refs = _randn(R, 6, seed=29)
+    x = randn(N, 6, seed=28)
+    refs = randn(R, 6, seed=29)
     with pytest.raises(AttributionError, match="target 5 for example 3 is out of range"):
         DeepLiftShap(model).attribute(x, refs, target=torch.tensor([0, 1, 2, 5]))
     with pytest.raises(AttributionError, match=r"output has shape \(4, 3\)"):
@@ -294,17 +276,17 @@ def test_target_errors_name_the_input_example_not_a_pair() -> None:
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])
 def test_invalid_internal_batch_size_raises(bad) -> None:
     model = _mlp()
-    x = _randn(N, 6, seed=30)
+    x = randn(N, 6, seed=30)
     with pytest.raises(AttributionError, match="internal_batch_size must be a positive int"):
-        DeepLiftShap(model).attribute(x, _randn(R, 6, seed=31), target=0,
+        DeepLiftShap(model).attribute(x, randn(R, 6, seed=31), target=0,
                                       internal_batch_size=bad)
 
 
 def test_training_mode_model_warns_once_and_is_restored() -> None:
     torch.manual_seed(8)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2)).to(DT)
-    x = _randn(N, 6, seed=32)
-    refs = _randn(R, 6, seed=33)
+    x = randn(N, 6, seed=32)
+    refs = randn(R, 6, seed=33)
     model.eval()
     expected = DeepLiftShap(model).attribute(x, refs, target=1)
     model.train()
@@ -317,14 +299,14 @@ def test_training_mode_model_warns_once_and_is_restored() -> None:
 
 def test_tuple_reference_count_mismatch_raises() -> None:
     torch.manual_seed(3)
-    model = TwoInputNet().to(DT).eval()
-    a, b = _randn(N, 5, seed=26), _randn(N, 4, seed=27)
+    model = TwoInputNet(nn.Tanh()).to(DT).eval()
+    a, b = randn(N, 5, seed=26), randn(N, 4, seed=27)
     scale = torch.ones(N, 3, dtype=DT)
     with pytest.raises(AttributionError, match="1 reference sets for 2 inputs"):
-        DeepLiftShap(model).attribute((a, b), (_randn(R, 5, seed=0),), target=0,
+        DeepLiftShap(model).attribute((a, b), (randn(R, 5, seed=0),), target=0,
                                       additional_forward_args=scale)
     with pytest.raises(AttributionError, match="same number of references"):
-        DeepLiftShap(model).attribute((a, b), (_randn(R, 5, seed=0), _randn(R + 1, 4, seed=1)),
+        DeepLiftShap(model).attribute((a, b), (randn(R, 5, seed=0), randn(R + 1, 4, seed=1)),
                                       target=0, additional_forward_args=scale)
 
 

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from nets import DT, SmallCNN, gen
 from torch import nn
 
 from neuron_importance import AttributionError, InputXGradient, Saliency
@@ -15,22 +16,6 @@ captum_attr = pytest.importorskip("captum.attr")
 # Captum's own chatter about setting requires_grad on the inputs we hand it.
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients")
 
-DT = torch.float64
-
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3)
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(4 * 2 * 2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
 class TwoInput(nn.Module):
@@ -56,7 +41,7 @@ def _mlp() -> nn.Module:
 def test_linear_model_gradient_is_weight_row() -> None:
     torch.manual_seed(0)
     lin = nn.Linear(6, 4).to(DT)
-    x = torch.randn(5, 6, dtype=DT, generator=_gen())
+    x = torch.randn(5, 6, dtype=DT, generator=gen(0))
     target = [0, 3, 1, 2, 3]
     rows = lin.weight.detach()[target]
     sal = Saliency(lin).attribute(x, target=target, abs=False)
@@ -74,14 +59,14 @@ def test_quadratic_closed_form() -> None:
     def f(x: torch.Tensor) -> torch.Tensor:  # plain forward function, as Captum accepts
         return (w * x**2).sum(dim=1, keepdim=True)
 
-    x = torch.randn(4, 3, dtype=DT, generator=_gen(2))
+    x = torch.randn(4, 3, dtype=DT, generator=gen(2))
     torch.testing.assert_close(Saliency(f).attribute(x, abs=False), 2 * w * x, rtol=0, atol=1e-14)
     torch.testing.assert_close(InputXGradient(f).attribute(x), 2 * w * x**2, rtol=0, atol=1e-14)
 
 
 def test_finite_differences_on_mlp() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(3))
+    x = torch.randn(3, 5, dtype=DT, generator=gen(3))
     target = torch.tensor([2, 0, 1])
     grad = Saliency(net).attribute(x, target=target, abs=False)
     eps = 1e-6
@@ -103,7 +88,7 @@ def test_finite_differences_on_mlp() -> None:
 def test_saliency_matches_captum_on_cnn(abs_: bool) -> None:
     torch.manual_seed(4)
     net = SmallCNN().to(DT)
-    x = torch.randn(3, 2, 6, 6, dtype=DT, generator=_gen(4))
+    x = torch.randn(3, 2, 6, 6, dtype=DT, generator=gen(4))
     target = [0, 2, 1]
     ours = Saliency(net).attribute(x, target=target, abs=abs_)
     theirs = captum_attr.Saliency(net).attribute(x.clone(), target=target, abs=abs_)
@@ -113,7 +98,7 @@ def test_saliency_matches_captum_on_cnn(abs_: bool) -> None:
 def test_input_x_gradient_matches_captum_on_cnn() -> None:
     torch.manual_seed(5)
     net = SmallCNN().to(DT)
-    x = torch.randn(3, 2, 6, 6, dtype=DT, generator=_gen(5))
+    x = torch.randn(3, 2, 6, 6, dtype=DT, generator=gen(5))
     ours = InputXGradient(net).attribute(x, target=1)
     theirs = captum_attr.InputXGradient(net).attribute(x.clone(), target=1)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
@@ -122,8 +107,8 @@ def test_input_x_gradient_matches_captum_on_cnn() -> None:
 def test_tuple_inputs_closed_form_and_captum() -> None:
     torch.manual_seed(6)
     net = TwoInput().to(DT)
-    a = torch.randn(4, 3, dtype=DT, generator=_gen(6))
-    b = torch.randn(4, 4, dtype=DT, generator=_gen(7))
+    a = torch.randn(4, 3, dtype=DT, generator=gen(6))
+    b = torch.randn(4, 4, dtype=DT, generator=gen(7))
     target = [1, 0, 0, 1]
     ga, gb = Saliency(net).attribute((a, b), target=target, abs=False)
     wa, wb = net.wa.weight.detach(), net.wb.weight.detach()
@@ -144,8 +129,8 @@ def test_unused_input_gets_zero_gradient() -> None:
     def f(a: torch.Tensor, unused: torch.Tensor) -> torch.Tensor:
         return lin(a)
 
-    a = torch.randn(2, 3, dtype=DT, generator=_gen(8))
-    u = torch.randn(2, 5, dtype=DT, generator=_gen(9))
+    a = torch.randn(2, 3, dtype=DT, generator=gen(8))
+    u = torch.randn(2, 5, dtype=DT, generator=gen(9))
     ga, gu = Saliency(f).attribute((a, u), abs=False)
     torch.testing.assert_close(gu, torch.zeros_like(u), rtol=0, atol=0)
     torch.testing.assert_close(ga, lin.weight.detach().expand(2, 3), rtol=0, atol=0)
@@ -157,7 +142,7 @@ def test_additional_forward_args() -> None:
     def f(x: torch.Tensor, scale: torch.Tensor, power: int) -> torch.Tensor:
         return (scale * w * x**power).sum(dim=1, keepdim=True)
 
-    x = torch.randn(4, 3, dtype=DT, generator=_gen(10))
+    x = torch.randn(4, 3, dtype=DT, generator=gen(10))
     scale = torch.arange(1.0, 5.0, dtype=DT).view(4, 1)
     got = Saliency(f).attribute(x, abs=False, additional_forward_args=(scale, 2))
     torch.testing.assert_close(got, 2 * scale * w * x, rtol=0, atol=1e-14)
@@ -174,7 +159,7 @@ def test_additional_forward_args() -> None:
 def test_targets_on_single_output_model(target: object) -> None:
     torch.manual_seed(11)
     net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1)).to(DT)
-    x = torch.randn(3, 4, dtype=DT, generator=_gen(11))
+    x = torch.randn(3, 4, dtype=DT, generator=gen(11))
     ref = Saliency(net).attribute(x, abs=False)
     got = Saliency(net).attribute(x, target=target, abs=False)
     torch.testing.assert_close(got, ref, rtol=0, atol=0)
@@ -184,7 +169,7 @@ def test_targets_on_single_output_model(target: object) -> None:
 
 def test_target_forms_agree_on_multi_class() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(12))
+    x = torch.randn(3, 5, dtype=DT, generator=gen(12))
     a = Saliency(net).attribute(x, target=[2, 2, 2])
     b = Saliency(net).attribute(x, target=2)
     c = Saliency(net).attribute(x, target=torch.tensor([2, 2, 2]))
@@ -197,7 +182,7 @@ def test_target_forms_agree_on_multi_class() -> None:
 
 def test_target_out_of_range_names_example_and_classes() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(13))
+    x = torch.randn(3, 5, dtype=DT, generator=gen(13))
     with pytest.raises(AttributionError, match=r"target 7 for example 1 .*3 classes"):
         Saliency(net).attribute(x, target=[0, 7, 1])
     with pytest.raises(AttributionError, match="pass target"):
@@ -206,7 +191,7 @@ def test_target_out_of_range_names_example_and_classes() -> None:
 
 def test_nan_input_rejected() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(14))
+    x = torch.randn(3, 5, dtype=DT, generator=gen(14))
     x[2, 1] = float("nan")
     with pytest.raises(AttributionError, match=r"NaN.*example 2"):
         Saliency(net).attribute(x, target=0)
@@ -216,7 +201,7 @@ def test_nan_input_rejected() -> None:
 
 def test_wrong_input_shape_mentions_shape() -> None:
     net = _mlp()
-    x = torch.randn(3, 6, dtype=DT, generator=_gen(15))
+    x = torch.randn(3, 6, dtype=DT, generator=gen(15))
     with pytest.raises(AttributionError, match=r"\(3, 6\)"):
         Saliency(net).attribute(x, target=0)
 
@@ -230,7 +215,7 @@ def test_training_mode_dropout_warns_and_restores() -> None:
     torch.manual_seed(16)
     net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2)).to(DT)
     net.train()
-    x = torch.randn(4, 5, dtype=DT, generator=_gen(16))
+    x = torch.randn(4, 5, dtype=DT, generator=gen(16))
     with pytest.warns(UserWarning, match="training mode"):
         got = Saliency(net).attribute(x, target=1, abs=False)
     assert net.training and all(m.training for m in net.modules())
@@ -247,7 +232,7 @@ def test_training_mode_dropout_warns_and_restores() -> None:
 
 def test_user_tensors_and_parameters_untouched() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(17)).requires_grad_()
+    x = torch.randn(3, 5, dtype=DT, generator=gen(17)).requires_grad_()
     x_before = x.detach().clone()
     out = Saliency(net).attribute(x, target=0)
     out2 = InputXGradient(net).attribute(x, target=0)
@@ -259,7 +244,7 @@ def test_user_tensors_and_parameters_untouched() -> None:
 
 def test_works_under_no_grad() -> None:
     net = _mlp()
-    x = torch.randn(3, 5, dtype=DT, generator=_gen(18))
+    x = torch.randn(3, 5, dtype=DT, generator=gen(18))
     ref = Saliency(net).attribute(x, target=0)
     with torch.no_grad():
         got = Saliency(net).attribute(x, target=0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from nets import DT, TwoInputNet, randn
+from relu_spellings import same_weights, spelling_nets
 from torch import nn
 
 from neuron_importance import GuidedBackprop
@@ -17,13 +19,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU"),
 ]
 
-DT = torch.float64
 ATOL = 1e-12
 N = 5
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, dtype=DT, generator=torch.Generator().manual_seed(seed))
 
 
 def _mlp() -> nn.Module:
@@ -57,7 +54,7 @@ TARGETS = [2, torch.tensor([0, 2, 1, 1, 0])]
 def test_matches_captum_on_module_relu_nets(net: str, target) -> None:
     make, shape = NETS[net]
     model = make()
-    x = _randn(N, *shape, seed=10)
+    x = randn(N, *shape, seed=10)
     ours = GuidedBackprop(model).attribute(x, target=target)
     theirs = captum_attr.GuidedBackprop(model).attribute(x, target=target)
     assert ours.shape == x.shape
@@ -82,7 +79,7 @@ def test_guided_relu_clips_negative_signals() -> None:
 def test_model_without_relu_is_the_gradient() -> None:
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).to(DT).eval()
-    x = _randn(N, 4, seed=11)
+    x = randn(N, 4, seed=11)
     got = GuidedBackprop(model).attribute(x, target=1)
     grad = captum_attr.Saliency(model).attribute(x, target=1, abs=False)
     torch.testing.assert_close(got, grad.detach(), atol=ATOL, rtol=0)
@@ -91,104 +88,20 @@ def test_model_without_relu_is_the_gradient() -> None:
 # ---------------------------------------------------------------- ReLU spellings
 
 
-class _Weights(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.fc1 = nn.Linear(4 * 4 * 4, 8)
-        self.fc2 = nn.Linear(8, 3)
+SPELLINGS = spelling_nets("max", inplace_views=True)
 
 
-class ModuleReLUs(_Weights):
-    def __init__(self) -> None:
-        super().__init__()
-        self.r1, self.r2, self.r3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.r1(self.conv1(x))
-        h = self.pool(self.r2(self.conv2(h)))
-        return self.fc2(self.r3(self.fc1(h.flatten(1))))
-
-
-class FunctionalReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x))
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return self.fc2(F.relu(self.fc1(h.flatten(1))))
-
-
-class TorchReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv1(x))
-        h = F.max_pool2d(torch.relu(self.conv2(h)), 2)
-        return self.fc2(torch.relu(self.fc1(h.flatten(1))))
-
-
-class MethodReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x).relu()
-        h = F.max_pool2d(self.conv2(h).relu(), 2)
-        return self.fc2(self.fc1(h.flatten(1)).relu())
-
-
-class InplaceReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x), inplace=True)
-        h = F.max_pool2d(self.conv2(h).relu_(), 2)
-        return self.fc2(torch.relu_(self.fc1(h.flatten(1))))
-
-
-class ReusedReLU(_Weights):
-    def __init__(self) -> None:
-        super().__init__()
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.relu(self.conv1(x))
-        h = self.pool(self.relu(self.conv2(h)))
-        return self.fc2(self.relu(self.fc1(h.flatten(1))))
-
-
-class KwargReLU(_Weights):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(input=self.conv1(x))
-        h = F.max_pool2d(F.relu(input=self.conv2(h)), 2)
-        return self.fc2(torch.relu(input=self.fc1(h.flatten(1))))
-
-
-class StatementInplaceReLU(_Weights):
-    """In-place ReLUs whose return value is discarded: the model relies on the mutation."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x)
-        h.relu_()
-        h = self.conv2(h)
-        F.relu(h, inplace=True)
-        h = self.fc1(F.max_pool2d(h, 2).flatten(1))
-        torch.relu_(h[:, :4])  # two views of one tensor, each rectified in place
-        torch.relu_(h[:, 4:])
-        return self.fc2(h)
-
-
-def _same_weights(cls: type[nn.Module]) -> nn.Module:
-    torch.manual_seed(5)
-    ref = ModuleReLUs()
-    model = cls()
-    model.load_state_dict(ref.state_dict())
-    return model.to(DT).eval()
+def _net(name: str) -> nn.Module:
+    return same_weights(SPELLINGS[name], DT)
 
 
 @pytest.mark.parametrize(
-    "cls", [FunctionalReLU, TorchReLU, MethodReLU, InplaceReLU, ReusedReLU, KwargReLU,
-            StatementInplaceReLU],
-    ids=lambda c: c.__name__)
-def test_relu_spellings_match_module_version(cls: type[nn.Module]) -> None:
-    module_net = _same_weights(ModuleReLUs)
-    model = _same_weights(cls)
-    x = _randn(N, 2, 8, 8, seed=12)
+    "name", ["FunctionalReLU", "TorchReLU", "MethodReLU", "InplaceReLU", "ReusedReLU",
+             "KwargReLU", "StatementInplaceReLU"])
+def test_relu_spellings_match_module_version(name: str) -> None:
+    module_net = _net("ModuleReLUs")
+    model = _net(name)
+    x = randn(N, 2, 8, 8, seed=12)
     target = torch.tensor([0, 1, 2, 0, 1])
     expected = GuidedBackprop(module_net).attribute(x, target=target)
     got = GuidedBackprop(model).attribute(x, target=target)
@@ -198,11 +111,11 @@ def test_relu_spellings_match_module_version(cls: type[nn.Module]) -> None:
     torch.testing.assert_close(expected, theirs.detach(), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("cls", [FunctionalReLU, TorchReLU, MethodReLU], ids=lambda c: c.__name__)
-def test_captum_misses_functional_relu(cls: type[nn.Module]) -> None:
+@pytest.mark.parametrize("name", ["FunctionalReLU", "TorchReLU", "MethodReLU"])
+def test_captum_misses_functional_relu(name: str) -> None:
     # Captum hooks nn.ReLU modules only: with functional ReLUs it returns the plain gradient.
-    model = _same_weights(cls)
-    x = _randn(N, 2, 8, 8, seed=12)
+    model = _net(name)
+    x = randn(N, 2, 8, 8, seed=12)
     theirs = captum_attr.GuidedBackprop(model).attribute(x, target=0)
     grad = captum_attr.Saliency(model).attribute(x, target=0, abs=False)
     torch.testing.assert_close(theirs.detach(), grad.detach(), atol=ATOL, rtol=0)
@@ -213,14 +126,14 @@ def test_captum_misses_functional_relu(cls: type[nn.Module]) -> None:
 def test_statement_inplace_relu_keeps_the_model_output() -> None:
     # The guided ReLU must mutate in place like the op it replaces: otherwise a model that
     # calls h.relu_() and uses h would run (and be explained) without its ReLU.
-    model = _same_weights(StatementInplaceReLU)
-    x = _randn(N, 2, 8, 8, seed=12)
+    model = _net("StatementInplaceReLU")
+    x = randn(N, 2, 8, 8, seed=12)
     leaves = x.clone().requires_grad_(True)
     with _GuidedReluMode():
         out = model(leaves)
     torch.testing.assert_close(out.detach(), model(x).detach(), atol=ATOL, rtol=0)
     torch.testing.assert_close(
-        out.detach(), _same_weights(ModuleReLUs)(x).detach(), atol=ATOL, rtol=0)
+        out.detach(), _net("ModuleReLUs")(x).detach(), atol=ATOL, rtol=0)
 
 
 def test_inplace_relu_on_the_input_does_not_mutate_caller_tensor() -> None:
@@ -228,7 +141,7 @@ def test_inplace_relu_on_the_input_does_not_mutate_caller_tensor() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return F.relu(x, inplace=True).sum(1)
 
-    x = _randn(N, 4, seed=20)
+    x = randn(N, 4, seed=20)
     before = x.clone()
     got = GuidedBackprop(Net()).attribute(x)
     torch.testing.assert_close(x, before, atol=0, rtol=0)
@@ -238,26 +151,12 @@ def test_inplace_relu_on_the_input_does_not_mutate_caller_tensor() -> None:
 # ---------------------------------------------------------------- tuple inputs
 
 
-class TwoInputNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fa = nn.Linear(5, 6)
-        self.ra = nn.ReLU()
-        self.fb = nn.Linear(4, 6)
-        self.rb = nn.ReLU()
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.ra(self.fa(a)), self.rb(self.fb(b))], dim=1)
-        return self.fc(h) * scale
-
-
 @pytest.mark.parametrize("target", TARGETS, ids=["int", "tensor"])
 def test_tuple_inputs_with_additional_args_match_captum(target) -> None:
     torch.manual_seed(4)
-    model = TwoInputNet().to(DT).eval()
-    a, b = _randn(N, 5, seed=13), _randn(N, 4, seed=14)
-    scale = _randn(N, 3, seed=15)
+    model = TwoInputNet(nn.ReLU()).to(DT).eval()
+    a, b = randn(N, 5, seed=13), randn(N, 4, seed=14)
+    scale = randn(N, 3, seed=15)
     ours = GuidedBackprop(model).attribute((a, b), target=target, additional_forward_args=scale)
     theirs = captum_attr.GuidedBackprop(model).attribute(
         (a, b), target=target, additional_forward_args=scale)
@@ -272,7 +171,7 @@ def test_input_unused_by_output_gets_zeros() -> None:
         def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return torch.relu(a).sum(1)
 
-    a, b = _randn(N, 3, seed=16), _randn(N, 2, seed=17)
+    a, b = randn(N, 3, seed=16), randn(N, 2, seed=17)
     ga, gb = GuidedBackprop(Net()).attribute((a, b))
     torch.testing.assert_close(ga, (a > 0).to(DT), atol=0, rtol=0)
     torch.testing.assert_close(gb, torch.zeros_like(b), atol=0, rtol=0)
@@ -289,7 +188,7 @@ def test_training_mode_warns_and_restores() -> None:
     # Non-trivial running statistics, so that train- and eval-mode batch norm differ.
     model[1].running_mean.uniform_(-1, 1)
     model[1].running_var.uniform_(0.5, 2)
-    x = _randn(N, 6, seed=18)
+    x = randn(N, 6, seed=18)
     model.eval()
     expected = GuidedBackprop(model).attribute(x, target=1)
     model.train()
@@ -301,7 +200,7 @@ def test_training_mode_warns_and_restores() -> None:
 
 def test_eval_mode_model_does_not_warn(no_warnings) -> None:
     model = _mlp()
-    GuidedBackprop(model).attribute(_randn(N, 6, seed=19), target=0)
+    GuidedBackprop(model).attribute(randn(N, 6, seed=19), target=0)
 
 
 def test_torchscript_is_refused():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nets import DT, SmallCNN, gen, randn
 from torch import nn
 
 import neuron_importance.attribution.integrated_gradients as ig_module
@@ -16,27 +17,6 @@ from neuron_importance.attribution.quadrature import METHODS, quadrature
 
 captum_attr = pytest.importorskip("captum.attr")
 from captum.attr._utils.approximation_methods import approximation_parameters  # noqa: E402
-
-DT = torch.float64
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, dtype=DT, generator=_gen(seed))
-
-
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3)
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(4 * 2 * 2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
 class TupleMLP(nn.Module):
@@ -147,8 +127,8 @@ def test_quadrature_integrates_polynomials(method: str) -> None:
 @pytest.mark.parametrize("n_steps", [5, 16])
 def test_cnn_matches_captum(method: str, n_steps: int, captum_weights: None) -> None:
     net = _cnn()
-    x = _randn(3, 2, 6, 6, seed=2)
-    base = _randn(3, 2, 6, 6, seed=3) * 0.1
+    x = randn(3, 2, 6, 6, seed=2)
+    base = randn(3, 2, 6, 6, seed=3) * 0.1
     target = [0, 2, 1]
     ours, delta = IntegratedGradients(net).attribute(
         x,
@@ -172,10 +152,10 @@ def test_tuple_mlp_with_extra_args_matches_captum(
     method: str, multiply_by_inputs: bool, captum_weights: None
 ) -> None:
     net = _tuple_mlp()
-    x1, x2 = _randn(4, 3, seed=4), _randn(4, 4, seed=5)
-    scale = _randn(4, 1, seed=6).abs() + 0.5
+    x1, x2 = randn(4, 3, seed=4), randn(4, 4, seed=5)
+    scale = randn(4, 1, seed=6).abs() + 0.5
     extra = (scale, 0.25)
-    baselines = (0.5, _randn(1, 4, seed=7))
+    baselines = (0.5, randn(1, 4, seed=7))
     kwargs = dict(
         target=torch.tensor([1, 0, 1, 1]), additional_forward_args=extra, n_steps=12, method=method
     )
@@ -193,7 +173,7 @@ def test_tuple_mlp_with_extra_args_matches_captum(
 def test_default_settings_match_captum_to_float32_weight_precision() -> None:
     """Unpatched: only Captum's float32 rounding of the weights separates the two."""
     net = _cnn()
-    x = _randn(2, 2, 6, 6, seed=8)
+    x = randn(2, 2, 6, 6, seed=8)
     ours = IntegratedGradients(net).attribute(x, target=1, completeness_tol=None)
     theirs = captum_attr.IntegratedGradients(net).attribute(x, target=1)
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-9)
@@ -203,7 +183,7 @@ def test_float32_matches_captum() -> None:
     """In float32 Captum's weight cast is a no-op, so the two agree to float32 rounding."""
     torch.manual_seed(0)
     net = SmallCNN()
-    x = torch.randn(2, 2, 6, 6, generator=_gen(9))
+    x = torch.randn(2, 2, 6, 6, generator=gen(9))
     ours = IntegratedGradients(net).attribute(x, target=2, n_steps=20, completeness_tol=None)
     theirs = captum_attr.IntegratedGradients(net).attribute(x, target=2, n_steps=20)
     assert ours.dtype == torch.float32
@@ -217,7 +197,7 @@ def test_float32_matches_captum() -> None:
 def test_linear_model_exact_under_every_rule(method: str) -> None:
     torch.manual_seed(10)
     lin = nn.Linear(5, 3).to(DT)
-    x, base = _randn(4, 5, seed=10), _randn(4, 5, seed=11)
+    x, base = randn(4, 5, seed=10), randn(4, 5, seed=11)
     attr, delta = IntegratedGradients(lin).attribute(
         x, base, target=2, n_steps=3, method=method, return_convergence_delta=True
     )
@@ -236,7 +216,7 @@ def test_quadratic_model_analytic(method: str, n_steps: int) -> None:
     def f(x: torch.Tensor) -> torch.Tensor:
         return (w * x**2).sum(dim=1)
 
-    x, base = _randn(3, 4, seed=12), _randn(3, 4, seed=13)
+    x, base = randn(3, 4, seed=12), randn(3, 4, seed=13)
     attr, delta = IntegratedGradients(f).attribute(
         x, base, n_steps=n_steps, method=method, return_convergence_delta=True
     )
@@ -253,7 +233,7 @@ def test_cubic_model_needs_two_gauss_legendre_points() -> None:
     def f(x: torch.Tensor) -> torch.Tensor:
         return (w * x**3).sum(dim=1, keepdim=True)
 
-    x = _randn(2, 3, seed=14) + 1.0
+    x = randn(2, 3, seed=14) + 1.0
     exact = w * x**3
     two = IntegratedGradients(f).attribute(x, n_steps=2, completeness_tol=None)
     one = IntegratedGradients(f).attribute(x, n_steps=1, completeness_tol=None)
@@ -285,7 +265,7 @@ def test_delta_matches_captum_formula_without_multiplying() -> None:
     """multiply_by_inputs=False returns averaged gradients; delta is still IG's residual."""
     torch.manual_seed(15)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).to(DT)
-    x = _randn(2, 3, seed=15)
+    x = randn(2, 3, seed=15)
     local, delta = IntegratedGradients(net, multiply_by_inputs=False).attribute(
         x, return_convergence_delta=True
     )
@@ -311,8 +291,8 @@ class RowCounter(nn.Module):
 @pytest.mark.parametrize("internal_batch_size", [1, 2, 3, 4, 7, 9, 10_000])
 def test_internal_batch_size_same_result_and_bounded(internal_batch_size: int) -> None:
     net = RowCounter(_tuple_mlp())
-    x1, x2 = _randn(3, 3, seed=16), _randn(3, 4, seed=17)
-    extra = (_randn(3, 1, seed=18), -0.1)
+    x1, x2 = randn(3, 3, seed=16), randn(3, 4, seed=17)
+    extra = (randn(3, 1, seed=18), -0.1)
     kwargs = dict(
         target=[0, 1, 1],
         additional_forward_args=extra,
@@ -334,7 +314,7 @@ def test_internal_batch_size_same_result_and_bounded(internal_batch_size: int) -
 
 def test_internal_batch_size_matches_captum(captum_weights: None) -> None:
     net = _cnn()
-    x = _randn(2, 2, 6, 6, seed=19)
+    x = randn(2, 2, 6, 6, seed=19)
     ours = IntegratedGradients(net).attribute(
         x, target=0, n_steps=9, internal_batch_size=4, completeness_tol=None
     )
@@ -348,7 +328,7 @@ def test_internal_batch_size_matches_captum(captum_weights: None) -> None:
 def test_internal_batch_size_validated(bad: object) -> None:
     with pytest.raises(AttributionError, match="internal_batch_size"):
         IntegratedGradients(_cnn()).attribute(
-            _randn(2, 2, 6, 6, seed=0),
+            randn(2, 2, 6, 6, seed=0),
             target=0,
             internal_batch_size=bad,  # type: ignore[arg-type]
         )
@@ -359,7 +339,7 @@ def test_internal_batch_size_validated(bad: object) -> None:
 
 def test_baseline_forms(captum_weights: None) -> None:
     net = _cnn()
-    x = _randn(3, 2, 6, 6, seed=20)
+    x = randn(3, 2, 6, 6, seed=20)
     ig = IntegratedGradients(net)
     kw = dict(target=1, n_steps=6, completeness_tol=None)
 
@@ -367,7 +347,7 @@ def test_baseline_forms(captum_weights: None) -> None:
     full = ig.attribute(x, torch.full_like(x, 0.3), **kw)
     torch.testing.assert_close(scalar, full, rtol=0, atol=1e-14)
 
-    one = _randn(1, 2, 6, 6, seed=21)
+    one = randn(1, 2, 6, 6, seed=21)
     broadcast = ig.attribute(x, one, **kw)
     expanded = ig.attribute(x, one.expand_as(x).clone(), **kw)
     torch.testing.assert_close(broadcast, expanded, rtol=0, atol=1e-14)
@@ -379,7 +359,7 @@ def test_baseline_forms(captum_weights: None) -> None:
         atol=1e-14,
     )
 
-    per_example = _randn(3, 2, 6, 6, seed=22)
+    per_example = randn(3, 2, 6, 6, seed=22)
     cig = captum_attr.IntegratedGradients(net)
     for b, got in ((0.3, scalar), (one, broadcast)):
         torch.testing.assert_close(
@@ -396,9 +376,9 @@ def test_baseline_forms(captum_weights: None) -> None:
 
 
 def test_baseline_that_does_not_broadcast() -> None:
-    x = _randn(3, 2, 6, 6, seed=23)
+    x = randn(3, 2, 6, 6, seed=23)
     with pytest.raises(AttributionError, match=r"\(2, 2, 6, 6\).*\(3, 2, 6, 6\)"):
-        IntegratedGradients(_cnn()).attribute(x, _randn(2, 2, 6, 6, seed=0), target=0)
+        IntegratedGradients(_cnn()).attribute(x, randn(2, 2, 6, 6, seed=0), target=0)
     with pytest.raises(AttributionError, match="2 baselines for 1 inputs"):
         IntegratedGradients(_cnn()).attribute(x, (0.0, 0.0), target=0)
 
@@ -415,7 +395,7 @@ def test_linearity() -> None:
     def g(x: torch.Tensor) -> torch.Tensor:
         return a * f1(x) + b * f2(x)
 
-    x, base = _randn(3, 4, seed=24), _randn(3, 4, seed=25)
+    x, base = randn(3, 4, seed=24), randn(3, 4, seed=25)
     kw = dict(baselines=base, target=[0, 1, 0], n_steps=10, completeness_tol=None)
     lhs = IntegratedGradients(g).attribute(x, **kw)
     rhs = a * IntegratedGradients(f1).attribute(x, **kw) + b * IntegratedGradients(f2).attribute(
@@ -440,7 +420,7 @@ def test_linearity_property(a: float, b: float, method: str) -> None:
     def g(x: torch.Tensor) -> torch.Tensor:
         return a * f1(x) + b * f2(x)
 
-    x = _randn(2, 3, seed=26)
+    x = randn(2, 3, seed=26)
     kw = dict(n_steps=4, method=method, completeness_tol=None)
     lhs = IntegratedGradients(g).attribute(x, **kw)
     rhs = a * IntegratedGradients(f1).attribute(x, **kw) + b * IntegratedGradients(f2).attribute(
@@ -470,7 +450,7 @@ def test_dummy_input_gets_zero() -> None:
     def f(x: torch.Tensor, unused: torch.Tensor) -> torch.Tensor:
         return lin(x)
 
-    x, u = _randn(2, 3, seed=27), _randn(2, 2, seed=28)
+    x, u = randn(2, 3, seed=27), randn(2, 2, seed=28)
     ax, au = IntegratedGradients(f).attribute((x, u), n_steps=3)
     assert torch.equal(au, torch.zeros_like(u))
 
@@ -480,7 +460,7 @@ def test_dummy_input_gets_zero() -> None:
 
 def test_errors() -> None:
     net = _cnn()
-    x = _randn(3, 2, 6, 6, seed=29)
+    x = randn(3, 2, 6, 6, seed=29)
     ig = IntegratedGradients(net)
     with pytest.raises(ValueError, match="valid methods"):
         ig.attribute(x, target=0, method="riemann")
@@ -489,7 +469,7 @@ def test_errors() -> None:
     with pytest.raises(AttributionError, match=r"target 3 for example 0 .*3 classes"):
         ig.attribute(x, target=3)
     with pytest.raises(AttributionError, match=r"\(3, 2, 5, 5\)"):
-        ig.attribute(_randn(3, 2, 5, 5, seed=0), target=0)
+        ig.attribute(randn(3, 2, 5, 5, seed=0), target=0)
     bad = x.clone()
     bad[1, 0, 0, 0] = float("inf")
     with pytest.raises(AttributionError, match=r"inf.*example 1"):
@@ -500,7 +480,7 @@ def test_training_mode_dropout_warns_and_restores() -> None:
     torch.manual_seed(30)
     net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 1)).to(DT)
     net.train()
-    x = _randn(3, 4, seed=30)
+    x = randn(3, 4, seed=30)
     with pytest.warns(UserWarning, match="IntegratedGradients: .*training mode"):
         got = IntegratedGradients(net).attribute(x, n_steps=5)
     assert net.training
@@ -512,7 +492,7 @@ def test_training_mode_dropout_warns_and_restores() -> None:
 
 def test_user_tensors_untouched_and_works_under_no_grad() -> None:
     net = _cnn()
-    x = _randn(2, 2, 6, 6, seed=31).requires_grad_()
+    x = randn(2, 2, 6, 6, seed=31).requires_grad_()
     with torch.no_grad():
         attr = IntegratedGradients(net).attribute(x, target=0, n_steps=4, completeness_tol=None)
     assert x.grad is None and all(p.grad is None for p in net.parameters())
