@@ -7,7 +7,6 @@ Pass a model that returns logits if that is what you want explained.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (
-    AttributionError,
     TargetType,
     TensorOrTuple,
     check_finite,
@@ -29,13 +27,6 @@ from ._common import (
 )
 
 __all__ = ["InputXGradient", "Saliency", "compute_gradients"]
-
-
-def model_mode(model: Any, method: str) -> contextlib.AbstractContextManager[None]:
-    """``eval_mode`` for modules; nothing for plain forward functions (which Captum accepts)."""
-    if isinstance(model, nn.Module):
-        return eval_mode(model, method)
-    return contextlib.nullcontext()
 
 
 def compute_gradients(
@@ -60,14 +51,8 @@ def compute_gradients(
     An input the output does not depend on gets a zero gradient.
     """
     leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
-    rows = leaves[0].shape[0]
     with torch.enable_grad():
-        out = run_forward(model, leaves, extra)
-        if out.dim() == 0 or out.shape[0] != rows:
-            raise AttributionError(
-                f"the model returned shape {tuple(out.shape)} for a batch of {rows} examples; "
-                "attribution needs one output row per example (batch first)"
-            )
+        out = run_forward(model, leaves, extra)  # also checks one output row per example
         idx = target_idx if use_target_idx else format_target(target, out)
         selected = select_target(out, idx)
         if selected.requires_grad:
@@ -92,7 +77,7 @@ class _GradientBase:
         xs, was_tuple = format_inputs(inputs)
         check_finite(xs)
         extra = format_additional_args(additional_forward_args)
-        with model_mode(self.model, self._name):
+        with eval_mode(self.model, self._name, stacklevel=5):
             grads, _ = compute_gradients(
                 self.model, tuple(x.detach().clone() for x in xs), extra, target
             )

@@ -19,15 +19,9 @@ from ._common import (
     AttributionError,
     TargetType,
     TensorOrTuple,
-    check_finite,
-    eval_mode,
-    format_additional_args,
-    format_inputs,
-    format_target,
-    run_forward,
-    select_target,
     unpack,
 )
+from .gradient import _GradientBase
 
 
 class _GuidedRelu(torch.autograd.Function):
@@ -77,8 +71,10 @@ class _GuidedReluMode(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class GuidedBackprop:
+class GuidedBackprop(_GradientBase):
     """Guided backpropagation attributions, shaped like the inputs (Captum's signature)."""
+
+    _name = "GuidedBackprop"
 
     def __init__(self, model: nn.Module) -> None:
         if isinstance(model, torch.jit.ScriptModule):
@@ -86,7 +82,7 @@ class GuidedBackprop:
                 "GuidedBackprop needs a Python model: TorchScript runs outside Python, so its "
                 "ReLUs cannot be intercepted and the result would silently be the plain gradient"
             )
-        self.model = model
+        super().__init__(model)
 
     def attribute(
         self,
@@ -94,15 +90,6 @@ class GuidedBackprop:
         target: TargetType = None,
         additional_forward_args: Any = None,
     ) -> TensorOrTuple:
-        xs, was_tuple = format_inputs(inputs)
-        check_finite(xs)
-        extra = format_additional_args(additional_forward_args)
-        leaves = tuple(x.detach().clone().requires_grad_(True) for x in xs)
-        with eval_mode(self.model, "GuidedBackprop"), torch.enable_grad():
-            with _GuidedReluMode():
-                out = run_forward(self.model, leaves, extra)
-            idx = format_target(target, out)
-            t = select_target(out, idx)
-            grads = torch.autograd.grad(t.sum(), leaves, allow_unused=True)
-        result = tuple(torch.zeros_like(v) if g is None else g for g, v in zip(grads, leaves))
-        return unpack(result, was_tuple)
+        with _GuidedReluMode():
+            grads, _, was_tuple = self._gradients(inputs, target, additional_forward_args)
+        return unpack(grads, was_tuple)

@@ -24,6 +24,7 @@ from ._common import (
     TensorOrTuple,
     check_finite,
     convergence_warning,
+    eval_mode,
     format_additional_args,
     format_baselines,
     format_inputs,
@@ -34,7 +35,7 @@ from ._common import (
     sum_per_example,
     unpack,
 )
-from .gradient import compute_gradients, model_mode
+from .gradient import compute_gradients
 from .quadrature import quadrature
 
 __all__ = ["IntegratedGradients"]
@@ -192,7 +193,7 @@ class IntegratedGradients:
             raise AttributionError("inputs have an empty batch (dimension 0 is 0)")
         block = n if internal_batch_size is None else min(n, internal_batch_size)
 
-        with model_mode(self.model, "IntegratedGradients"):
+        with eval_mode(self.model, "IntegratedGradients", stacklevel=4):
             out_x = self._outputs(xs, extra, n, block)
             out_b = self._outputs(bs, extra, n, block)
             idx = format_target(target, out_x)
