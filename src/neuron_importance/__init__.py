@@ -25,6 +25,11 @@ _EXPORTS = {
     "AttributionError": "neuron_importance.attribution._common",
     "CompletenessWarning": "neuron_importance.attribution._common",
     "UnsupportedOperationError": "neuron_importance.engine.errors",
+    "TotalConductance": "neuron_importance.neurons.conductance",
+    "NeuronConductance": "neuron_importance.neurons.conductance",
+    "LayerDeepLift": "neuron_importance.neurons.layer_deeplift",
+    "LayerActivation": "neuron_importance.neurons.activation",
+    "activation_statistics": "neuron_importance.neurons.activation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
