@@ -13,6 +13,7 @@ They are obtained in one backward pass of *multipliers* ``m = C/Δx`` with the c
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine.interceptor import RULES, DeltaEngine, Streams
+from ..neurons._layers import capture_layer
 from ..rules.linear import split_by_sign
 from ._common import (
     AttributionError,
@@ -59,10 +61,10 @@ class SplitContributions(NamedTuple):
 
 
 class _Pass(NamedTuple):
-    multipliers: tuple[Tensor, ...]
-    multipliers_pos: tuple[Tensor, ...] | None
-    multipliers_neg: tuple[Tensor, ...] | None
-    deltas_in: tuple[Tensor, ...]
+    multipliers: tuple[Tensor, ...]  # of the total target w.r.t. the explained tensors
+    contribs: tuple[Tensor, ...]
+    contribs_pos: tuple[Tensor, ...] | None  # contributions to Δt⁺ (split=True only)
+    contribs_neg: tuple[Tensor, ...] | None
     delta_t: Tensor  # t(x) - t(x0) per example
 
 
@@ -152,13 +154,11 @@ class DeepLift:
         """
         xs, was_tuple = format_inputs(inputs)
         res = self._propagate(xs, baselines, target, additional_forward_args, split)
+        total = res.contribs
         if split:
-            pos = tuple(m * d for m, d in zip(res.multipliers_pos, res.deltas_in))
-            neg = tuple(m * d for m, d in zip(res.multipliers_neg, res.deltas_in))
-            total = tuple(p + n for p, n in zip(pos, neg))
-            result: Any = SplitContributions(unpack(pos, was_tuple), unpack(neg, was_tuple))
+            result: Any = SplitContributions(unpack(res.contribs_pos, was_tuple),
+                                             unpack(res.contribs_neg, was_tuple))
         else:
-            total = tuple(m * d for m, d in zip(res.multipliers, res.deltas_in))
             result = unpack(total, was_tuple)
         delta = sum_per_example(total) - res.delta_t
         tol = self.completeness_tol or _default_tol(xs[0].dtype)
@@ -184,7 +184,9 @@ class DeepLift:
         return unpack(res.multipliers, was_tuple)
 
     # ------------------------------------------------------------------ engine run
-    def _propagate(self, xs, baselines, target, additional_forward_args, split) -> _Pass:
+    def _propagate(self, xs, baselines, target, additional_forward_args, split,
+                   layer: tuple[nn.Module, str, int | None] | None = None) -> _Pass:
+        """Run the engine once; contributions of the inputs, or of ``layer``'s neurons."""
         check_finite(xs)
         base = format_baselines(baselines, xs)
         extra = format_additional_args(additional_forward_args)
@@ -193,39 +195,61 @@ class DeepLift:
         deltas_in = tuple((x - b).detach() for x, b in zip(xs, base))
         # A reference shared by the whole batch runs through per-example ops as one row.
         base = tuple(_shared_row(b) for b in base)
+        capture = (capture_layer(layer[0], layer[1], layer[2], protect=True)
+                   if layer is not None else contextlib.nullcontext())
         with eval_mode(self.model, "DeepLift"), torch.enable_grad():
             if use_split:
                 visible = tuple(x.detach().clone() for x in xs)
                 leaves = tuple(d.clone().requires_grad_(True) for d in deltas_in)
-                with engine:
-                    for v, b, d in zip(visible, base, leaves):
-                        p, n = split_by_sign(d)
-                        engine.track(v, Streams(b.detach(), p, n))
-                    out = run_forward(self.model, visible, extra)
-                    out, s = engine.resolve_output(out, self.output)
             else:
                 leaves = tuple(x.detach().clone().requires_grad_(True) for x in xs)
                 # Non-leaf copies, so that a model may modify its input in place.
                 visible = tuple(v.clone() for v in leaves)
-                with engine:
-                    for v, b in zip(visible, base):
-                        engine.track(v, Streams(b.detach()))
-                    out = run_forward(self.model, visible, extra)
-                    out, s = engine.resolve_output(out, self.output)
+            with engine, capture as captured:
+                for i, (v, b) in enumerate(zip(visible, base)):
+                    parts = split_by_sign(leaves[i]) if use_split else (None, None)
+                    engine.track(v, Streams(b.detach(), *parts))
+                out = run_forward(self.model, visible, extra)
+                out, s = engine.resolve_output(out, self.output)
             idx = format_target(target, out)
             t_x, t_r = self._target(out, idx), self._target(engine.reference_of(out), idx)
+            if layer is None:
+                wrt = leaves
+
+                def contributions(gs):
+                    return tuple(g * d for g, d in zip(gs, deltas_in))
+            else:
+                y = captured.single()
+                if y not in engine.table:
+                    raise AttributionError(
+                        f"the output of layer {layer[1]!r} does not depend on the inputs")
+                ys = engine.table[y]
+                if use_split:
+                    wrt = (ys.pos, ys.neg)
+
+                    def contributions(gs):
+                        return (gs[0] * ys.pos.detach() + gs[1] * ys.neg.detach(),)
+                else:
+                    wrt = (y,)
+                    dy = (y - engine.reference_of(y)).detach()
+
+                    def contributions(gs):
+                        return (gs[0] * dy,)
+            pos = neg = None
             if use_split:
                 t_pos, t_neg = self._target_split(s, idx)
-                m_pos = m_neg = None
                 if split:
-                    m_pos = self._grad(t_pos, leaves, retain=True)
-                    m_neg = self._grad(t_neg, leaves, retain=False)
-                    mult = tuple(a + b for a, b in zip(m_pos, m_neg))
+                    g_pos = self._grad(t_pos, wrt, retain=True)
+                    g_neg = self._grad(t_neg, wrt, retain=False)
+                    pos, neg = contributions(g_pos), contributions(g_neg)
+                    grads = tuple(a + b for a, b in zip(g_pos, g_neg))
+                    total = tuple(a + b for a, b in zip(pos, neg))
                 else:
-                    mult = self._grad(t_pos + t_neg, leaves, retain=False)
+                    grads = self._grad(t_pos + t_neg, wrt, retain=False)
+                    total = contributions(grads)
             else:
-                mult = self._grad(t_x, leaves, retain=False)
-                m_pos = m_neg = None
+                grads = self._grad(t_x, wrt, retain=False)
+                total = contributions(grads)
         self._last_engine_bytes = engine.bytes_tracked
         if engine.fallbacks:
             warnings.warn(
@@ -233,7 +257,7 @@ class DeepLift:
                 + "; ".join(sorted(set(engine.fallbacks))[:5]),
                 stacklevel=3,
             )
-        return _Pass(mult, m_pos, m_neg, deltas_in, (t_x - t_r).detach())
+        return _Pass(grads, total, pos, neg, (t_x - t_r).detach())
 
     @staticmethod
     def _grad(t: Tensor, leaves: tuple[Tensor, ...], retain: bool) -> tuple[Tensor, ...]:

@@ -158,14 +158,9 @@ class DeepLiftShap:
         pt = targets.index_select(0, ii) if isinstance(targets, Tensor) else targets
         dl = self._deeplift
         res_pass = dl._propagate(px, pr, pt, pextra, split)
-        if split:
-            pos = tuple(m * d for m, d in zip(res_pass.multipliers_pos, res_pass.deltas_in))
-            neg = tuple(m * d for m, d in zip(res_pass.multipliers_neg, res_pass.deltas_in))
-            res: Any = SplitContributions(pos, neg)
-            total = tuple(p + q for p, q in zip(pos, neg))
-        else:
-            res = tuple(m * d for m, d in zip(res_pass.multipliers, res_pass.deltas_in))
-            total = res
+        total = res_pass.contribs
+        res: Any = (SplitContributions(res_pass.contribs_pos, res_pass.contribs_neg) if split
+                    else total)
         delta = sum(t.reshape(t.shape[0], -1).sum(1) for t in total) - res_pass.delta_t
         return res, delta, getattr(dl, "_last_engine_bytes", 0) / max(len(ii), 1)
 

@@ -93,15 +93,22 @@ def capture_layer(
     name: str,
     layer_output_index: int | None = None,
     replace: Callable[[Tensor], Tensor] | None = None,
+    protect: bool = False,
 ) -> Iterator[LayerCapture]:
-    """Record the layer's output on every call (optionally replacing it by ``replace(out)``)."""
+    """Record the layer's output on every call (optionally replacing it by ``replace(out)``).
+
+    ``protect=True`` hands the model a copy of the output, so that a later in-place op
+    (e.g. ``ReLU(inplace=True)`` after the layer) cannot change the recorded tensor.
+    """
+    if protect and replace is None:
+        replace = Tensor.clone
     capture = LayerCapture(name)
 
     def hook(_mod, _inp, out):
         t = _select(name, out, layer_output_index)
         if replace is not None:
             new = replace(t)
-            capture.outputs.append(new)
+            capture.outputs.append(t if protect else new)
             if isinstance(out, Tensor):
                 return new
             items = list(out)
