@@ -284,3 +284,39 @@ def sum_per_example(tensors: tuple[Tensor, ...]) -> Tensor:
 
 def unpack(result: tuple[Tensor, ...], was_tuple: bool) -> TensorOrTuple:
     return result if was_tuple else result[0]
+
+
+def chunk_plan(
+    n_points: int, n_examples: int, internal_batch_size: int | None
+) -> list[tuple[range, slice]]:
+    """Split the ``n_points × n_examples`` evaluations into ``(alpha indices, example slice)``.
+
+    * ``None``: one chunk with everything.
+    * ``internal_batch_size >= n_examples``: chunks of ``internal_batch_size // n_examples``
+      whole α points times the whole batch (Captum's scheme).
+    * ``internal_batch_size < n_examples``: one α point at a time, times a block of
+      ``internal_batch_size`` examples (Captum instead warns and uses ``n_examples``).
+
+    Either way no forward/backward pass sees more than ``internal_batch_size`` rows.
+    """
+    everything = slice(0, n_examples)
+    if internal_batch_size is None:
+        return [(range(n_points), everything)]
+    if internal_batch_size >= n_examples:
+        per = internal_batch_size // n_examples
+        return [(range(s, min(s + per, n_points)), everything) for s in range(0, n_points, per)]
+    return [
+        (range(k, k + 1), slice(e, min(e + internal_batch_size, n_examples)))
+        for k in range(n_points)
+        for e in range(0, n_examples, internal_batch_size)
+    ]
+
+
+def slice_args(args: tuple[Any, ...], rows: slice, batch: int) -> tuple[Any, ...]:
+    """Take ``rows`` of every batch-first tensor argument (same rule as repeat_additional_args)."""
+    if rows == slice(0, batch):
+        return args
+    return tuple(
+        a[rows] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch else a
+        for a in args
+    )

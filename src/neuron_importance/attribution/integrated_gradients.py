@@ -23,6 +23,7 @@ from ._common import (
     TargetType,
     TensorOrTuple,
     check_finite,
+    chunk_plan,
     convergence_warning,
     eval_mode,
     format_additional_args,
@@ -32,6 +33,7 @@ from ._common import (
     repeat_additional_args,
     run_forward,
     select_target,
+    slice_args,
     sum_per_example,
     unpack,
 )
@@ -39,42 +41,6 @@ from .gradient import compute_gradients
 from .quadrature import quadrature
 
 __all__ = ["IntegratedGradients"]
-
-
-def _chunk_plan(
-    n_points: int, n_examples: int, internal_batch_size: int | None
-) -> list[tuple[range, slice]]:
-    """Split the ``n_points × n_examples`` evaluations into ``(alpha indices, example slice)``.
-
-    * ``None``: one chunk with everything.
-    * ``internal_batch_size >= n_examples``: chunks of ``internal_batch_size // n_examples``
-      whole α points times the whole batch (Captum's scheme).
-    * ``internal_batch_size < n_examples``: one α point at a time, times a block of
-      ``internal_batch_size`` examples (Captum instead warns and uses ``n_examples``).
-
-    Either way no forward/backward pass sees more than ``internal_batch_size`` rows.
-    """
-    everything = slice(0, n_examples)
-    if internal_batch_size is None:
-        return [(range(n_points), everything)]
-    if internal_batch_size >= n_examples:
-        per = internal_batch_size // n_examples
-        return [(range(s, min(s + per, n_points)), everything) for s in range(0, n_points, per)]
-    return [
-        (range(k, k + 1), slice(e, min(e + internal_batch_size, n_examples)))
-        for k in range(n_points)
-        for e in range(0, n_examples, internal_batch_size)
-    ]
-
-
-def _slice_args(args: tuple[Any, ...], rows: slice, batch: int) -> tuple[Any, ...]:
-    """Take ``rows`` of every batch-first tensor argument (same rule as repeat_additional_args)."""
-    if rows == slice(0, batch):
-        return args
-    return tuple(
-        a[rows] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch else a
-        for a in args
-    )
 
 
 class IntegratedGradients:
@@ -201,7 +167,7 @@ class IntegratedGradients:
             f_b = select_target(out_b, idx)
 
             totals = [torch.zeros(x.shape, dtype=x.dtype, device=x.device) for x in xs]
-            for steps, rows in _chunk_plan(len(alphas), n, internal_batch_size):
+            for steps, rows in chunk_plan(len(alphas), n, internal_batch_size):
                 k = len(steps)
                 x_c = tuple(x[rows] for x in xs)
                 b_c = tuple(b[rows] for b in bs)
@@ -210,7 +176,7 @@ class IntegratedGradients:
                     torch.cat([b + alphas[j] * (x - b) for j in steps], dim=0)
                     for x, b in zip(x_c, b_c)
                 )
-                args = repeat_additional_args(_slice_args(extra, rows, n), k, m)
+                args = repeat_additional_args(slice_args(extra, rows, n), k, m)
                 idx_c = None if idx is None else idx[rows].repeat(k)
                 grads, _ = compute_gradients(
                     self.model, scaled, args, target_idx=idx_c, use_target_idx=True
@@ -241,7 +207,7 @@ class IntegratedGradients:
             for start in range(0, n, block):
                 rows = slice(start, min(start + block, n))
                 chunk = tuple(p[rows] for p in points)
-                out = run_forward(self.model, chunk, _slice_args(extra, rows, n))
+                out = run_forward(self.model, chunk, slice_args(extra, rows, n))
                 m = chunk[0].shape[0]
                 if out.dim() == 0 or out.shape[0] != m:
                     raise AttributionError(

@@ -74,6 +74,7 @@ from ..attribution._common import (
     TargetType,
     TensorOrTuple,
     check_finite,
+    chunk_plan,
     convergence_warning,
     eval_mode,
     format_additional_args,
@@ -83,12 +84,12 @@ from ..attribution._common import (
     repeat_additional_args,
     run_forward,
     select_target,
+    slice_args,
     unpack,
 )
 
 # The (α points × examples) chunking and the per-chunk slicing of extra arguments are the ones
 # Integrated Gradients uses (same rows per pass, same tiling rule).
-from ..attribution.integrated_gradients import _chunk_plan, _slice_args
 from ..attribution.quadrature import quadrature
 from ._layers import capture_layer, resolve_layer
 
@@ -254,7 +255,7 @@ class _LayerPathMethod:
                 rows = slice(start, min(start + block, n))
                 chunk = tuple(p[rows] for p in points)
                 with capture_layer(self.layer, self.layer_name, self.layer_output_index) as cap:
-                    out = run_forward(self.model, chunk, _slice_args(extra, rows, n))
+                    out = run_forward(self.model, chunk, slice_args(extra, rows, n))
                 y = cap.single()
                 shape = self._check_rows(y, rows.stop - rows.start)
                 outs.append(out.detach())
@@ -285,7 +286,7 @@ class _LayerPathMethod:
         points = tuple(
             torch.cat([b + alphas[j] * (x - b) for j in steps], dim=0) for x, b in zip(x_c, b_c)
         )
-        args = repeat_additional_args(_slice_args(s.extra, rows, s.n), k, m)
+        args = repeat_additional_args(slice_args(s.extra, rows, s.n), k, m)
         idx_c = None if s.idx is None else s.idx[rows].repeat(k)
         return points, args, idx_c, m
 
@@ -419,7 +420,7 @@ class TotalConductance(_LayerPathMethod):
         # span chunk boundaries, so consecutive chunks share that point (detached).
         carry: dict[int, tuple[Tensor, Tensor]] = {}
         forward_ad = True
-        for steps, rows in _chunk_plan(len(alphas), s.n, internal_batch_size):
+        for steps, rows in chunk_plan(len(alphas), s.n, internal_batch_size):
             points, args, idx_c, m = self._path_points(s, alphas, steps, rows)
             k = len(steps)
             if weights is not None:  # Gauss–Legendre on exact path derivatives
@@ -650,7 +651,7 @@ class NeuronConductance(_LayerPathMethod):
             torch.zeros((n_neurons,) + tuple(x.shape), dtype=x.dtype, device=x.device) for x in s.xs
         )
         index = torch.tensor(flat, dtype=torch.long, device=s.xs[0].device)
-        for steps, rows in _chunk_plan(len(alphas), s.n, internal_batch_size):
+        for steps, rows in chunk_plan(len(alphas), s.n, internal_batch_size):
             points, args, idx_c, m = self._path_points(s, alphas, steps, rows)
             k = len(steps)
             leaves = tuple(p.detach().requires_grad_(True) for p in points)
