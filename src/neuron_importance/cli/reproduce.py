@@ -5,9 +5,10 @@ every experiment shares (``--quick``, ``--out``, ``--data-dir``, ``--seed``, ``-
 ``--threads``, ``--quiet``) plus its own, and writes ``results.json``, ``report.md`` and PNG
 figures to ``--out``. The experiment code lives in :mod:`neuron_importance.experiments`.
 
-To add one (e.g. ``deeplift-mnist``, ``continual``), write a function
+To add one (e.g. ``deeplift-mnist``, ``continual``), write a module
+``cli/reproduce_<name>.py`` defining ``NAME = "<name>"`` and a function
 ``add(subparsers) -> parser`` that adds the parser with :func:`add_experiment_parser` and sets
-``func``, and list it in :data:`EXPERIMENTS`.
+``func``; it is discovered and listed in :data:`EXPERIMENTS`.
 """
 
 from __future__ import annotations
@@ -136,3 +137,22 @@ def _run_neuron_ig(args: argparse.Namespace) -> int:
 EXPERIMENTS: dict[str, Callable[[Any], argparse.ArgumentParser]] = {
     "neuron-ig": _add_neuron_ig,
 }
+
+
+def _discover() -> None:
+    """Add the experiments of the modules ``cli/reproduce_*.py`` (each defines ``NAME``, ``add``).
+
+    One module per experiment keeps the experiments independent of each other.
+    """
+    import importlib
+    import pkgutil
+
+    from neuron_importance import cli
+
+    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda m: m.name):
+        if info.name.startswith("reproduce_"):
+            module = importlib.import_module(f"neuron_importance.cli.{info.name}")
+            EXPERIMENTS.setdefault(module.NAME, module.add)
+
+
+_discover()
