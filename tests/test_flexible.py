@@ -1,0 +1,249 @@
+"""GP-interpolated activations and the KST network (issue 6, core)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import cho_factor, cho_solve
+
+from neuron_importance import DeepLift, IntegratedGradients
+from neuron_importance.flexible import (
+    GPActivation,
+    JitterWarning,
+    KSTNetwork,
+    plot_learned_functions,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _random_bank(n_edges=3, n_control=6, dtype=torch.float64, **kw) -> GPActivation:
+    g = GPActivation(n_edges, n_control=n_control, **kw).to(dtype)
+    with torch.no_grad():
+        g.values.copy_(torch.randn(n_edges, n_control, dtype=dtype))
+    return g
+
+
+def _closed_form(c, ls, eps, y, x):
+    """Per-edge numpy/scipy GP mean k(x, c)ᵀ (K + εI)⁻¹ y."""
+    k = np.exp(-((c[:, None] - c[None, :]) ** 2) / (2 * ls**2)) + eps * np.eye(len(c))
+    kx = np.exp(-((x[:, None] - c[None, :]) ** 2) / (2 * ls**2))
+    return kx @ cho_solve(cho_factor(k), y)
+
+
+# ---------------------------------------------------------------------- GPActivation
+def test_passes_through_control_points():
+    g = _random_bank()
+    c = g.control_points
+    out = g.evaluate(c)  # (m, E): every edge at every abscissa
+    assert torch.allclose(out, g.values.detach().T, atol=1e-4)
+
+
+@pytest.mark.parametrize("extrapolation", ["linear", "gp"])
+def test_vectorised_equals_per_edge_closed_form(extrapolation):
+    g = _random_bank(n_edges=4, n_control=7, extrapolation=extrapolation, lengthscale=0.8)
+    x = torch.rand(50, 4, dtype=torch.float64) * 4 - 2  # inside the grid [-2, 2]
+    out = g(x).detach().numpy()
+    c = g.control_points.numpy()
+    for e in range(4):
+        ref = _closed_form(c, float(g.lengthscale.detach()), g.last_jitter, g.values.detach()[e].numpy(), x[:, e].numpy())
+        np.testing.assert_allclose(out[:, e], ref, rtol=0, atol=1e-10)
+
+
+def test_gradients_reach_values_positions_and_lengthscale():
+    g = _random_bank(trainable_positions=True, trainable_lengthscale=True)
+    x = torch.randn(20, 3, dtype=torch.float64) * 2
+    g(x).pow(2).sum().backward()
+    for p in (g.values, g.pos_start, g.log_gaps, g.log_lengthscale):
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+    # exact gradients: gradcheck through the clamp, the solve and the extrapolation
+    g2 = _random_bank(n_edges=2, trainable_positions=True)
+    xx = (torch.rand(5, 2, dtype=torch.float64) * 6 - 3).requires_grad_()
+    assert torch.autograd.gradcheck(g2, (xx,))
+
+    def of_params(values, log_ls, log_gaps):
+        g3 = _random_bank(n_edges=2, trainable_positions=True)
+        del g3.values, g3.log_lengthscale, g3.log_gaps
+        g3.values, g3.log_lengthscale, g3.log_gaps = values, log_ls, log_gaps
+        return g3(xx.detach())
+
+    params = (g2.values.detach().clone().requires_grad_(),
+              g2.log_lengthscale.detach().clone().requires_grad_(),
+              g2.log_gaps.detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(of_params, params)
+
+
+def test_fixed_grid_caches_the_factor():
+    g = _random_bank(trainable_lengthscale=False)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    g(x)
+    first = g._cache[1]
+    g(x)
+    assert g._cache[1] is first  # reused
+    with torch.no_grad():
+        g.log_lengthscale.add_(0.1)
+    g(x)
+    assert g._cache[1] is not first  # a changed length-scale refactorises
+
+
+def test_identity_and_relu_init():
+    g = GPActivation(2, n_control=8, x_range=(-2, 2)).double()
+    c = g.control_points
+    assert torch.allclose(g.evaluate(c)[:, 0], c, atol=1e-5)
+    mid = torch.linspace(-1.5, 1.5, 31, dtype=torch.float64)
+    assert (g.evaluate(mid)[:, 1] - mid).abs().max() < 0.05
+    full = torch.linspace(-2, 2, 81, dtype=torch.float64)
+    assert (g.evaluate(full)[:, 1] - full).abs().max() < 0.15
+    r = GPActivation(1, init="relu").double()
+    assert torch.allclose(r.evaluate(r.control_points)[:, 0], r.control_points.clamp_min(0),
+                          atol=1e-5)
+
+
+def test_linear_extrapolation_is_finite_and_linear():
+    g = _random_bank()
+    c = g.control_points
+    lo, hi = float(c[0]), float(c[-1])
+    far = torch.tensor([-1e4, -1e3, -100.0, hi + 100.0, 1e3, 1e4], dtype=torch.float64)
+    y = g.evaluate(far)
+    assert torch.isfinite(y).all()
+    s_lo, s_hi = (s.detach() for s in g.end_slopes())
+    at_lo, at_hi = g.evaluate(torch.tensor([lo, hi], dtype=torch.float64))
+    assert torch.allclose(y[0], at_lo + s_lo * (-1e4 - lo), rtol=1e-10)
+    assert torch.allclose(y[2], at_lo + s_lo * (-100 - lo), rtol=1e-10)
+    assert torch.allclose(y[5], at_hi + s_hi * (1e4 - hi), rtol=1e-10)
+    # the end slopes are the secants of the outer control pairs; the value is continuous
+    yv, cv = g.values.detach(), c
+    assert torch.allclose(s_hi, (yv[:, -1] - yv[:, -2]) / (cv[-1] - cv[-2]))
+    near = g.evaluate(torch.tensor([hi, hi + 1e-9], dtype=torch.float64))
+    assert torch.allclose(near[0], near[1], atol=1e-7)
+    # identity init extrapolates as the identity instead of decaying to 0
+    ident = GPActivation(1).double()
+    assert abs(float(ident.evaluate([50.0])[0, 0]) - 50.0) < 1e-4
+    raw = GPActivation(1, extrapolation="gp").double()
+    assert abs(float(raw.evaluate([50.0])[0, 0])) < 1e-12  # what the raw RBF would do
+    const = GPActivation(1, extrapolation="constant").double()
+    assert torch.allclose(const.evaluate([50.0, 2.0]), const.evaluate([2.0, 2.0]))
+
+
+def test_float32_and_float64():
+    g32 = GPActivation(3)
+    assert g32(torch.randn(5, 3)).dtype == torch.float32
+    g64 = GPActivation(3).double()
+    out = g64(torch.randn(5, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    m = KSTNetwork(3).double()
+    assert m(torch.randn(4, 3, dtype=torch.float64)).dtype == torch.float64
+
+
+# ---------------------------------------------------------------------- errors
+def test_errors():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        GPActivation(2, control_points=[0.0, 1.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        GPActivation(2, control_points=[0.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="x_range"):
+        GPActivation(2, x_range=(1.0, -1.0))
+    with pytest.raises(ValueError, match="n_control"):
+        GPActivation(2, n_control=1)
+    with pytest.raises(ValueError, match="extrapolation"):
+        GPActivation(2, extrapolation="cubic")
+    with pytest.raises(ValueError, match="init"):
+        GPActivation(2, init="tanh")
+    g = GPActivation(2)
+    with pytest.raises(ValueError, match="NaN"):
+        g(torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match="shape"):
+        g(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        KSTNetwork(2)(torch.tensor([[float("nan"), 0.0]]))
+
+
+@pytest.mark.parametrize("dtype,ls,jitter", [(torch.float32, 5.0, 1e-6),
+                                             (torch.float64, 30.0, 1e-15)])
+def test_ill_conditioned_kernel_escalates_jitter(dtype, ls, jitter):
+    g = _random_bank(n_edges=2, n_control=8, dtype=dtype, lengthscale=ls, jitter=jitter)
+    x = torch.linspace(-4, 4, 17, dtype=dtype).unsqueeze(1).expand(-1, 2)
+    with pytest.warns(JitterWarning, match="jitter raised"):
+        out = g(x)
+    assert g.last_jitter > jitter
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(g.values.grad).all() and torch.isfinite(g.log_lengthscale.grad).all()
+
+
+def test_well_conditioned_kernel_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GPActivation(4, n_control=10)(torch.randn(8, 4))
+
+
+# ---------------------------------------------------------------------- KST network
+def test_kst_topology_and_normalisation():
+    m = KSTNetwork(4)
+    assert m.width == 9 and m.inner.n_edges == 36 and m.outer.n_edges == 9
+    assert m.n_functions == 45
+    x = torch.randn(100, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + 5
+    m.fit_normalisation(x)
+    xn = m.normalise(x)
+    assert torch.allclose(xn.mean(0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(xn.std(0, unbiased=False), torch.ones(4), atol=1e-4)
+    # the hidden sums add the per-edge inner functions
+    assert torch.allclose(m.hidden(x), m.inner_edges(x).sum(-1))
+    assert m(x).shape == (100, 1)
+    assert KSTNetwork(3, n_outputs=2, width=4)(torch.randn(5, 3)).shape == (5, 2)
+
+
+def test_kst_fits_additive_target():
+    torch.manual_seed(0)
+    x = torch.rand(400, 2, dtype=torch.float64) * 4 - 2
+    y = torch.sin(x[:, 0]) + x[:, 1] ** 2
+    m = KSTNetwork(2, width=5, generator=torch.Generator().manual_seed(0)).double()
+    m.fit_normalisation(x)
+    opt = torch.optim.Adam(m.parameters(), lr=0.03)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = (m(x).squeeze(1) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert math.isfinite(loss.item())
+    xt = torch.rand(200, 2, dtype=torch.float64) * 4 - 2
+    mse = (m(xt).squeeze(1) - (torch.sin(xt[:, 0]) + xt[:, 1] ** 2)).pow(2).mean().item()
+    assert mse < 0.01 * float(y.var()), mse
+
+
+def test_kst_attributions_are_complete():
+    m = KSTNetwork(3, width=4, generator=torch.Generator().manual_seed(1)).double()
+    with torch.no_grad():  # non-trivial curves
+        m.inner.values.add_(0.5 * torch.randn_like(m.inner.values))
+        m.outer.values.add_(0.5 * torch.randn_like(m.outer.values))
+    x = torch.randn(6, 3, dtype=torch.float64) * 2
+    x[0] = torch.tensor([10.0, -8.0, 0.5])  # off the grid: the extrapolated pieces
+    base = torch.full((1, 3), 0.3, dtype=torch.float64)
+    m.eval()
+    with torch.no_grad():
+        dt = (m(x) - m(base)).squeeze(1)
+    for rule in ("rescale", "reveal_cancel"):
+        attr, delta = DeepLift(m, rule=rule).attribute(x, base, return_convergence_delta=True)
+        assert attr.shape == x.shape
+        assert torch.allclose(attr.sum(1), dt, atol=1e-6, rtol=0), rule
+        assert delta.abs().max() < 1e-6
+    # IG is a quadrature; the curves have kinks (clamp at the grid ends), where the trapezoid
+    # rule converges more reliably than Gauss-Legendre
+    attr = IntegratedGradients(m).attribute(x, base, n_steps=1000, method="riemann_trapezoid")
+    assert torch.allclose(attr.sum(1), dt, atol=2e-3 * float(dt.abs().max()))
+
+
+# ---------------------------------------------------------------------- plots
+def test_plot_learned_functions(tmp_path: Path):
+    m = KSTNetwork(2, width=3)
+    p = plot_learned_functions(m, tmp_path / "sub" / "kst.png", input_names=["a", "b"])
+    assert p.exists() and p.read_bytes().startswith(PNG_MAGIC)
+    q = plot_learned_functions(_random_bank(n_edges=5), tmp_path / "bank.png")
+    assert q.read_bytes().startswith(PNG_MAGIC) and q.stat().st_size > 3000
+    with pytest.raises(TypeError):
+        plot_learned_functions(torch.nn.Linear(2, 2), tmp_path / "x.png")
