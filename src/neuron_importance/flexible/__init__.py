@@ -15,3 +15,23 @@ from .kst import KSTNetwork
 from .plots import plot_learned_functions
 
 __all__ = ["GPActivation", "JitterWarning", "KSTNetwork", "plot_learned_functions"]
+
+from .response import partial_dependence, per_input_responses, plot_responses  # noqa: E402
+from .symbolic import (  # noqa: E402
+    DEFAULT_CANDIDATES,
+    SymbolicFit,
+    SymbolicReadout,
+    fit_symbolic,
+    symbolic_readout,
+)
+
+__all__ += [
+    "DEFAULT_CANDIDATES",
+    "SymbolicFit",
+    "SymbolicReadout",
+    "fit_symbolic",
+    "partial_dependence",
+    "per_input_responses",
+    "plot_responses",
+    "symbolic_readout",
+]

@@ -296,6 +296,36 @@ class GPActivation(nn.Module):
             out = out + (x - lo).clamp_max(0) * s_lo + (x - hi).clamp_min(0) * s_hi
         return out
 
+    def grouped_sum(self, x: Tensor) -> Tensor:
+        """``Σ_p φ_{g·P+p}(x_p)`` for every group ``g``: input ``(N, P)`` → output ``(N, G)``.
+
+        The bank's ``G·P`` edges are read as ``G`` groups of ``P`` (edge ``g·P + p`` takes input
+        column ``p``), the layout of a Kolmogorov–Arnold layer. Equal to
+        ``self(x.repeat(1, G)).reshape(N, G, P).sum(-1)`` but the kernel features
+        ``k(x_p, X_c)`` are computed once per input column, ``(N, P, m)``, and contracted with
+        the ``(G, P·m)`` kernel weights in one matmul (no ``(N, G·P, m)`` tensor).
+        """
+        if x.dim() != 2 or x.shape[1] < 1 or self.n_edges % x.shape[1]:
+            raise ValueError(f"grouped_sum expects input of shape (N, P) with P dividing "
+                             f"{self.n_edges}, got {tuple(x.shape)}")
+        if _nan_check(x):
+            raise ValueError("GPActivation received NaN inputs (check the data and the input "
+                             "normalisation; a diverged upstream layer also produces NaN)")
+        n, p = x.shape
+        g = self.n_edges // p
+        c = self.control_points
+        alpha = self.coefficients().reshape(g, p * self.n_control)
+        lo, hi = c[0], c[-1]
+        xin = x if self.extrapolation == "gp" else torch.clamp(x, lo, hi)
+        d = xin.unsqueeze(-1) - c  # (N, P, m)
+        k = torch.exp(d.pow(2) * (-0.5 / self.lengthscale.pow(2)))
+        out = k.reshape(n, p * self.n_control) @ alpha.transpose(0, 1)
+        if self.extrapolation == "linear":
+            s_lo, s_hi = self.end_slopes()
+            out = out + (x - lo).clamp_max(0) @ s_lo.reshape(g, p).transpose(0, 1) \
+                + (x - hi).clamp_min(0) @ s_hi.reshape(g, p).transpose(0, 1)
+        return out
+
     @torch.no_grad()
     def evaluate(self, x: Tensor | Sequence[float]) -> Tensor:
         """Every edge's function on the 1-D points ``x``: shape ``(len(x), n_edges)``."""

@@ -120,8 +120,20 @@ class KSTNetwork(nn.Module):
         return self.inner(rep).reshape(x.shape[0], self.width, self.n_inputs)
 
     def hidden(self, x: Tensor) -> Tensor:
-        """The hidden sums ``z_q = Σ_p φ_{q,p}(x̃_p)``, shape ``(N, H)``."""
+        """The hidden sums ``z_q = Σ_p φ_{q,p}(x̃_p)``, shape ``(N, H)``.
+
+        Summed from the per-edge tensor of :meth:`inner_edges` (exactly its ``.sum(-1)``);
+        ``forward`` computes the same sums on the fast path of
+        :meth:`GPActivation.grouped_sum` (equal up to float rounding).
+        """
         return self.inner_edges(x).sum(-1)
+
+    def _hidden_fast(self, x: Tensor) -> Tensor:
+        """The hidden sums without the ``(N, H·n, m)`` tensor: kernel features once per input."""
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"KSTNetwork expects input of shape (N, {self.n_inputs}), "
+                             f"got {tuple(x.shape)}")
+        return self.inner.grouped_sum(self.normalise(x))
 
     def outer_edges(self, z: Tensor) -> Tensor:
         """Per-edge outer outputs ``Φ_{o,q}(z_q)``, shape ``(N, n_outputs, H)``."""
@@ -129,7 +141,8 @@ class KSTNetwork(nn.Module):
         return self.outer(rep).reshape(z.shape[0], self.n_outputs, self.width)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.outer_edges(self.hidden(x)).sum(-1)
+        # = outer_edges(hidden(x)).sum(-1), without the per-edge tensors
+        y = self.outer.grouped_sum(self._hidden_fast(x))
         if self.bias is not None:
             y = y + self.bias
         return y
