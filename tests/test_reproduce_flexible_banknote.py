@@ -22,6 +22,7 @@ from neuron_importance.data.banknote import (
 )
 from neuron_importance.experiments.flexible_banknote import (
     Settings,
+    additive_check,
     choose_topology,
     feature_response,
     mlp_hidden_for,
@@ -124,7 +125,8 @@ def test_experiment_tiny(tmp_path):
     x = rng.normal(size=(80, 4)) * [3.0, 6.0, 4.0, 2.0]
     y = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.int64)
     settings = Settings(seeds=(0,), n_folds=2, topologies=((1, 3), (2, 3)), steps=30,
-                        other_datasets=("wine",), other_topology=(1, 3), other_seeds=(0,))
+                        other_datasets=("wine",), other_topology=(1, 3), other_seeds=(0,),
+                        sweep_widths=(1, 2), sweep_controls=(3,), sweep_folds=2)
     res = run_experiment(x, y, tmp_path, settings, feature_names=FEATURES,
                          data_info={"n_raw": 80, "n_duplicates": 0}, log=lambda _m: None)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -145,3 +147,28 @@ def test_experiment_tiny(tmp_path):
         assert (tmp_path / f).is_file()
     assert sum(f.endswith(".png") for f in saved["files"]) >= 2
     assert "Chosen topology" in (tmp_path / "report.md").read_text()
+    sweep = saved["complexity_sweep"]
+    assert [r["topology"] for r in sweep] == ["H1_m3", "H2_m3"]
+    for r in sweep:
+        assert {"accuracy_mean", "accuracy_std", "n_params", "n_functions",
+                "description_length", "readout_mean_r2"} <= set(r)
+    assert "complexity_tradeoff.png" in saved["files"]
+    add = saved["additive_check"]
+    assert set(add["per_feature"]) == set(FEATURES)
+    for v in add["per_feature"].values():
+        assert -1.0 <= v["pearson"] <= 1.0 and -1.0 <= v["spearman"] <= 1.0
+    assert 0.0 <= add["cv_accuracy"]["mean"] <= 1.0 and -1.0 <= add["mean_pearson"] <= 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "Complexity vs expressive power" in report and "Additive-model check" in report
+
+
+def test_additive_check_recovers_additive_truth():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] ** 2 + rng.logistic(size=400) > 0).astype(np.int64)
+    grid = np.stack([np.linspace(x[:, p].min(), x[:, p].max(), 41) for p in range(2)])
+    truth = np.stack([2 * grid[0], -grid[1] ** 2])  # the true per-feature shapes
+    res = additive_check(x, y, grid, truth, ["a", "b"], n_folds=3)
+    assert res["per_feature"]["a"]["pearson"] > 0.85
+    assert res["per_feature"]["b"]["pearson"] > 0.9
+    assert res["cv_accuracy"]["mean"] > 0.6

@@ -22,6 +22,12 @@ Protocol (``docs/flexible-banknote.md``):
   (:func:`feature_response`: one feature swept over its range, the others at their median) is
   plotted and its logit range ranks the features, and DeepLIFT (Rescale, reference = feature
   means) attributions give a second ranking (mean |attribution| per feature).
+* Complexity sweep (:func:`~neuron_importance.flexible.complexity_sweep`): widths ×
+  control points, 3-fold CV (first seed), accuracy vs parameters, learned functions and the
+  total description length of the symbolic read-out of a network refitted on all rows
+  (``complexity_tradeoff.png``).
+* Additive check (:func:`additive_check`): a logistic GAM-like additive model (per-feature
+  cubic B-splines + L2 logistic regression) next to the KST per-feature response curves.
 * Full mode only: the same KST pipeline (one topology) next to logistic regression and the RBF
   SVM on scikit-learn's bundled breast-cancer and wine sets (1 seed).
 
@@ -45,12 +51,14 @@ from torch import nn
 
 from neuron_importance.experiments.neuron_ig import machine_info
 from neuron_importance.flexible import KSTNetwork, plot_learned_functions
+from neuron_importance.flexible.sweep import complexity_sweep, plot_tradeoff
 
 __all__ = [
     "GOAL",
     "LR",
     "STEPS",
     "Settings",
+    "additive_check",
     "cross_validate",
     "feature_response",
     "headline",
@@ -79,6 +87,9 @@ class Settings:
     other_datasets: tuple[str, ...] = ("breast_cancer", "wine")
     other_topology: tuple[int, int] = (2, 6)
     other_seeds: tuple[int, ...] = (0,)
+    sweep_widths: tuple[int, ...] = (1, 2, 3)
+    sweep_controls: tuple[int, ...] = (3, 4, 6)
+    sweep_folds: int = 3
     quick: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,7 +100,7 @@ class Settings:
     @classmethod
     def quick_mode(cls, seed: int = 0) -> Settings:
         return cls(seeds=(seed,), topologies=((1, 3), (1, 4), (2, 4), (9, 6)), steps=600,
-                   other_datasets=(), quick=True)
+                   other_datasets=(), sweep_widths=(1, 2), sweep_controls=(3, 4), quick=True)
 
     def check(self) -> None:
         if not self.seeds or self.n_folds < 2 or self.steps < 1 or not self.lr > 0:
@@ -349,6 +360,66 @@ def _plot_accuracy(cv: Mapping[str, Mapping[str, Any]], path: Path, goal: float)
     return path.name
 
 
+def additive_check(x: np.ndarray, y: np.ndarray, grid: np.ndarray, kst_resp: np.ndarray,
+                   feature_names: Sequence[str], *, n_knots: int = 5, C: float = 1.0,
+                   seed: int = 0,
+                   n_folds: int = 5) -> dict[str, Any]:
+    """Compare the KST per-feature response curves with a logistic additive model.
+
+    The additive model is ``StandardScaler → SplineTransformer(n_knots, degree 3) →
+    LogisticRegression(C)``: ``logit = b + Σ_p f_p(x_p)`` with each ``f_p`` a cubic spline.
+    Its shape function ``f_p`` is read off the same way as the KST response (feature ``p``
+    swept over ``grid[p]``, the others at their median; in an additive model this is
+    ``f_p`` plus a constant). Where the classes are (nearly) separated the logistic loss barely
+    constrains the shapes at the ends of a feature's range, so expect the correlation to be
+    limited there by the L2 penalty, not only by disagreement of the models. Per feature: Pearson and Spearman correlation of the two curves on
+    the grid (scale-free: the models' logit scales differ), and both logit ranges.
+    """
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import SplineTransformer, StandardScaler
+
+    def make():
+        return make_pipeline(StandardScaler(), SplineTransformer(n_knots=n_knots, degree=3),
+                             LogisticRegression(C=C, max_iter=5000))
+
+    cv = cross_val_score(make(), x, y, cv=StratifiedKFold(n_folds, shuffle=True,
+                                                          random_state=seed))
+    gam = make().fit(x, y)
+    med = np.median(x, axis=0)
+    per: dict[str, Any] = {}
+    for p, name in enumerate(feature_names):
+        pts = np.tile(med, (grid.shape[1], 1))
+        pts[:, p] = grid[p]
+        f = gam.decision_function(pts)
+        k = kst_resp[p]
+        flat = np.ptp(f) < 1e-12 or np.ptp(k) < 1e-12
+        per[name] = {
+            "pearson": float("nan") if flat else float(np.corrcoef(k, f)[0, 1]),
+            "spearman": float("nan") if flat else float(spearmanr(k, f).statistic),
+            "kst_range_logit": float(np.ptp(k)), "additive_range_logit": float(np.ptp(f)),
+        }
+    rank_a = sorted(per, key=lambda n: per[n]["additive_range_logit"], reverse=True)
+    rank_k = sorted(per, key=lambda n: per[n]["kst_range_logit"], reverse=True)
+    return {
+        "model": f"StandardScaler + SplineTransformer(n_knots={n_knots}, degree=3) + "
+                 f"LogisticRegression(C={C:g})",
+        "definition": "per feature: correlation over the response grid (feature swept over its "
+                      "observed range, others at their median) between the KST logit and the "
+                      "additive model's logit (= its shape function + a constant)",
+        "cv_accuracy": {"mean": float(cv.mean()), "std": float(cv.std()),
+                        "n_folds": int(cv.size), "seed": seed},
+        "train_accuracy": float((gam.predict(x) == y).mean()),
+        "per_feature": per,
+        "mean_pearson": float(np.nanmean([v["pearson"] for v in per.values()])),
+        "mean_spearman": float(np.nanmean([v["spearman"] for v in per.values()])),
+        "ranking_additive": rank_a, "ranking_kst": rank_k,
+        "rankings_agree": rank_a == rank_k,
+    }
+
+
 # ----------------------------------------------------------------------------- experiment
 
 
@@ -412,6 +483,25 @@ def run_experiment(
     log(f"feature ranking (DeepLIFT): {' > '.join(rank_d)}; (response range): "
         f"{' > '.join(rank_r)}")
 
+    additive = additive_check(x, y, grid, resp, feature_names, seed=settings.seeds[0],
+                              n_folds=settings.n_folds)
+    log(f"additive check: mean Pearson {additive['mean_pearson']:.3f}, GAM CV accuracy "
+        f"{100 * additive['cv_accuracy']['mean']:.2f} %")
+
+    t2 = time.perf_counter()
+
+    def sweep_train(xs, ys, h, m, s):
+        return train_kst(xs, ys, h, m, 2, steps=settings.steps, lr=settings.lr, seed=s)
+
+    sweep = complexity_sweep(x, y, settings.sweep_widths, settings.sweep_controls,
+                             n_folds=settings.sweep_folds, seeds=settings.seeds[:1],
+                             train_fn=sweep_train, progress=progress)
+    files.append(plot_tradeoff(sweep, out / "complexity_tradeoff.png").name)
+    sweep_seconds = time.perf_counter() - t2
+    log("complexity sweep: " + "; ".join(
+        f"{r['topology']} {100 * r['accuracy_mean']:.2f}% DL {r['description_length']}"
+        for r in sweep))
+
     others: dict[str, Any] = {}
     t1 = time.perf_counter()
     for name in settings.other_datasets:
@@ -447,9 +537,12 @@ def run_experiment(
         "cv_accuracy": cv,
         "topology": topology,
         "feature_importance": importance,
+        "complexity_sweep": sweep,
+        "additive_check": additive,
         "other_datasets": others,
         "timings": {"banknote_cv_seconds": round(cv_seconds, 1),
-                    "other_datasets_seconds": round(other_seconds, 1)},
+                    "other_datasets_seconds": round(other_seconds, 1),
+                    "complexity_sweep_seconds": round(sweep_seconds, 1)},
         "machine": machine,
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
@@ -518,6 +611,28 @@ def _report_markdown(res: Mapping[str, Any], files: Sequence[str]) -> str:
         "DeepLIFT uses the feature means as reference.",
         "",
     ]
+    sw = res["complexity_sweep"]
+    lines += ["## Complexity vs expressive power", "",
+              f"{sw[0]['n_evals']}-fold CV (seed {pr['seeds'][0]}); description length: total "
+              "over the symbolic read-out of a network refitted on all rows.", "",
+              "| topology | params | learned functions | accuracy (%) | description length | "
+              "read-out mean R² |", "|---|---|---|---|---|---|"]
+    for r in sw:
+        lines.append(f"| {r['topology']} | {r['n_params']} | {r['n_functions']} | "
+                     f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} | "
+                     f"{r['description_length']} | {r['readout_mean_r2']:.3f} |")
+    ad = res["additive_check"]
+    lines += ["", "## Additive-model check", "",
+              f"Additive model: {ad['model']}; CV accuracy {_pct(ad['cv_accuracy'])} %. "
+              "Correlation of the KST response curve with the additive shape function, per "
+              "feature (same grid, others at their median):", "",
+              "| feature | Pearson | Spearman | KST range | additive range |",
+              "|---|---|---|---|---|"]
+    for n, v in ad["per_feature"].items():
+        lines.append(f"| {n} | {v['pearson']:.3f} | {v['spearman']:.3f} | "
+                     f"{v['kst_range_logit']:.2f} | {v['additive_range_logit']:.2f} |")
+    lines += ["", f"Ranking by range, additive: {' > '.join(ad['ranking_additive'])}; KST: "
+              f"{' > '.join(ad['ranking_kst'])}.", ""]
     if res["other_datasets"]:
         lines += ["## Other data sets (scikit-learn bundled)", "",
                   "| data set | rows × features, classes | model | mean ± std (%) |",

@@ -35,3 +35,7 @@ __all__ += [
     "plot_responses",
     "symbolic_readout",
 ]
+
+from .sweep import complexity_sweep, plot_tradeoff  # noqa: E402
+
+__all__ += ["complexity_sweep", "plot_tradeoff"]
