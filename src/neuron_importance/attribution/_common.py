@@ -33,29 +33,35 @@ class AttributionError(ValueError):
     """Raised for inputs, baselines, targets or models that an attribution method cannot use."""
 
 
-def format_inputs(inputs: TensorOrTuple) -> tuple[tuple[Tensor, ...], bool]:
-    """Return ``(tuple_of_inputs, was_tuple)``; reject anything that is not a float tensor."""
+def format_inputs(
+    inputs: TensorOrTuple, name: str = "inputs", require_float: bool = True
+) -> tuple[tuple[Tensor, ...], bool]:
+    """Return ``(tuple_of_inputs, was_tuple)`` for a tensor or a tuple/list of batch-first tensors.
+
+    Attribution methods need floating-point inputs (``require_float``); activations and
+    ablations do not (token ids, one-hot indices are fine there).
+    """
     was_tuple = isinstance(inputs, (tuple, list))
     items = tuple(inputs) if was_tuple else (inputs,)
     if len(items) == 0:
-        raise AttributionError("inputs is an empty tuple")
+        raise AttributionError(f"{name} is an empty tuple")
     for i, t in enumerate(items):
         if not isinstance(t, Tensor):
-            raise AttributionError(f"inputs[{i}] must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
+            raise AttributionError(f"{name}[{i}] must be a torch.Tensor, got {type(t).__name__}")
+        if require_float and not t.is_floating_point():
             raise AttributionError(
-                f"inputs[{i}] has dtype {t.dtype}; attributions need a floating-point input "
+                f"{name}[{i}] has dtype {t.dtype}; attributions need a floating-point input "
                 "(convert with .float() or .double())"
             )
         if t.dim() == 0:
-            raise AttributionError(f"inputs[{i}] is a scalar; inputs must be batch-first tensors")
+            raise AttributionError(f"{name}[{i}] is a scalar; inputs must be batch-first tensors")
     n = items[0].shape[0]
     if n == 0:
-        raise AttributionError("inputs[0] has an empty batch (0 examples)")
+        raise AttributionError(f"{name}[0] has an empty batch (0 examples)")
     for i, t in enumerate(items[1:], start=1):
         if t.shape[0] != n:
             raise AttributionError(
-                f"inputs[{i}] has batch size {t.shape[0]} but inputs[0] has {n}; "
+                f"{name}[{i}] has batch size {t.shape[0]} but {name}[0] has {n}; "
                 "all inputs must share the batch dimension"
             )
     return items, was_tuple
@@ -128,10 +134,10 @@ def repeat_additional_args(args: tuple[Any, ...], n_repeat: int, batch: int) -> 
     return tuple(out)
 
 
-def run_forward(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, ...]) -> Tensor:
-    """Call the model, turning a shape failure into an error that shows what was fed in."""
+def call_model(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, ...]) -> Any:
+    """``model(*inputs, *extra)``, turning a shape failure into an error that shows the inputs."""
     try:
-        out = model(*inputs, *extra)
+        return model(*inputs, *extra)
     except (RuntimeError, ValueError, IndexError, TypeError) as err:
         if isinstance(err, AttributionError) or type(err).__module__.startswith(
             "neuron_importance"
@@ -141,6 +147,11 @@ def run_forward(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, 
         raise AttributionError(
             f"the model rejected inputs of shape {shapes}: {type(err).__name__}: {err}"
         ) from err
+
+
+def run_forward(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, ...]) -> Tensor:
+    """Call the model (see :func:`call_model`) and check it returned one batch-first tensor."""
+    out = call_model(model, inputs, extra)
     if isinstance(out, (tuple, list)):
         raise AttributionError(
             f"the model returned a {type(out).__name__} of {len(out)} items; attribution needs a "

@@ -43,12 +43,13 @@ from ..attribution._common import (
     eval_mode,
     format_additional_args,
     format_baselines,
+    format_inputs,
     format_target,
     run_forward,
     select_target,
 )
 from ..neurons._layers import capture_layer, resolve_layer
-from ..neurons.activation import as_input_tuple, check_batch_first
+from ..neurons.activation import check_batch_first
 
 __all__ = ["AblationCurves", "ablate_neurons"]
 
@@ -343,7 +344,7 @@ def ablate_neurons(
         :class:`AblationCurves`.
     """
     name, module = resolve_layer(model, layer)
-    xs, _ = as_input_tuple(inputs)
+    xs, _ = format_inputs(inputs, require_float=False)
     check_finite(tuple(x for x in xs if x.is_floating_point()))
     extra = format_additional_args(additional_forward_args)
     if mode not in ("zero", "reference"):

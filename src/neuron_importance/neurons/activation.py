@@ -38,8 +38,10 @@ from torch import Tensor, nn
 from ..attribution._common import (
     AttributionError,
     TensorOrTuple,
+    call_model,
     eval_mode,
     format_additional_args,
+    format_inputs,
 )
 from ._layers import capture_layer, resolve_layer
 
@@ -48,48 +50,6 @@ __all__ = ["ActivationStatistics", "LayerActivation", "activation_statistics"]
 
 # ---------------------------------------------------------------------------------------------
 # shared helpers (also used by evaluation.ablation)
-
-
-def as_input_tuple(inputs: Any, name: str = "inputs") -> tuple[tuple[Tensor, ...], bool]:
-    """``(tuple_of_tensors, was_tuple)`` for a tensor or a tuple/list of batch-first tensors.
-
-    Unlike the attribution methods, integer inputs (token ids, one-hot indices) are accepted:
-    activations and ablations need no gradient with respect to the input.
-    """
-    was_tuple = isinstance(inputs, (tuple, list))
-    items = tuple(inputs) if was_tuple else (inputs,)
-    if len(items) == 0:
-        raise AttributionError(f"{name} is an empty tuple")
-    for i, t in enumerate(items):
-        if not isinstance(t, Tensor):
-            raise AttributionError(f"{name}[{i}] must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() == 0:
-            raise AttributionError(f"{name}[{i}] is a scalar; inputs must be batch-first tensors")
-    n = items[0].shape[0]
-    if n == 0:
-        raise AttributionError(f"{name}[0] has an empty batch (0 examples)")
-    for i, t in enumerate(items[1:], start=1):
-        if t.shape[0] != n:
-            raise AttributionError(
-                f"{name}[{i}] has batch size {t.shape[0]} but {name}[0] has {n}; "
-                "all inputs must share the batch dimension"
-            )
-    return items, was_tuple
-
-
-def call_model(model: nn.Module, inputs: tuple[Tensor, ...], extra: tuple[Any, ...]) -> Any:
-    """``model(*inputs, *extra)``, turning a shape failure into an error that shows the inputs."""
-    try:
-        return model(*inputs, *extra)
-    except (RuntimeError, ValueError, IndexError, TypeError) as err:
-        if isinstance(err, AttributionError) or type(err).__module__.startswith(
-            "neuron_importance"
-        ):
-            raise
-        shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
-        raise AttributionError(
-            f"the model rejected inputs of shape {shapes}: {type(err).__name__}: {err}"
-        ) from err
 
 
 def check_batch_first(name: str, out: Tensor, n: int) -> None:
@@ -123,7 +83,7 @@ class LayerActivation:
         self.layer_output_index = layer_output_index
 
     def attribute(self, inputs: TensorOrTuple, additional_forward_args: Any = None) -> Tensor:
-        xs, _ = as_input_tuple(inputs)
+        xs, _ = format_inputs(inputs, require_float=False)
         extra = format_additional_args(additional_forward_args)
         with eval_mode(self.model, "LayerActivation"), torch.no_grad():
             with capture_layer(self.layer, self.layer_name, self.layer_output_index) as cap:
@@ -352,9 +312,9 @@ def _batch_inputs(batch: Any, index: int) -> tuple[Tensor, ...]:
     else:
         x = batch
     if isinstance(x, (tuple, list)):  # several model inputs
-        xs, _ = as_input_tuple(x, where)
+        xs, _ = format_inputs(x, where, require_float=False)
     elif isinstance(x, Tensor):
-        xs, _ = as_input_tuple(x, where)
+        xs, _ = format_inputs(x, where, require_float=False)
     else:
         raise AttributionError(
             f"{where}: expected a tensor, a tuple/list whose first element is the input, or a "
