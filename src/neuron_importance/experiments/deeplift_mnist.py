@@ -58,7 +58,6 @@ __all__ = [
     "ordering_check",
     "reproduce",
     "run_experiment",
-    "train_with_decay",
 ]
 
 ALL_METHODS: tuple[str, ...] = (
@@ -821,50 +820,6 @@ def headline(res: Mapping[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------- MNIST
 
 
-def train_with_decay(
-    model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, batch_size: int, lr: float,
-    lr_decay: float, seed: int, progress: bool = True,
-) -> nn.Module:
-    """Adam + cross-entropy on shuffled mini-batches, the learning rate multiplied by
-    ``lr_decay`` after every epoch; deterministic for ``seed``. Returns the model in eval
-    mode."""
-    from tqdm.auto import tqdm
-
-    n = len(x)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    steps = (n + batch_size - 1) // batch_size
-    model.train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        bar = tqdm(total=epochs * steps, desc="training", unit="batch", disable=not progress,
-                   leave=False)
-        try:
-            for epoch in range(epochs):
-                order = torch.randperm(n, generator=gen)
-                seen = correct = 0
-                loss_sum = 0.0
-                for s in range(0, n, batch_size):
-                    idx = order[s : s + batch_size]
-                    opt.zero_grad(set_to_none=True)
-                    logits = model(x[idx])
-                    loss = loss_fn(logits, y[idx])
-                    loss.backward()
-                    opt.step()
-                    seen += len(idx)
-                    loss_sum += float(loss.detach()) * len(idx)
-                    correct += int((logits.argmax(1) == y[idx]).sum())
-                    bar.update(1)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.3f}",
-                                    acc=f"{correct / seen:.3f}", refresh=False)
-                sched.step()
-        finally:
-            bar.close()
-    return model.eval()
-
-
 def _missing_mnist(data_dir: str | os.PathLike | None) -> FileNotFoundError:
     from neuron_importance.data.paths import DATA_ENV_VAR, data_search_locations
 
@@ -901,7 +856,12 @@ def reproduce(
     """
     from neuron_importance.cli.demo import find_mnist
     from neuron_importance.data.mnist import load_mnist
-    from neuron_importance.models import cache_path, cached_model, evaluate_accuracy
+    from neuron_importance.models import (
+        cache_path,
+        cached_model,
+        evaluate_accuracy,
+        train_classifier,
+    )
 
     say = log or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -921,7 +881,7 @@ def reproduce(
         say(f"training mnist_cnn on {len(tx)} images: {config['epochs']} epochs, batch "
             f"{config['batch_size']}, Adam lr {config['lr']} × {config['lr_decay']}/epoch")
         t = time.perf_counter()
-        train_with_decay(model, tx, ty, epochs=config["epochs"],
+        train_classifier(model, tx, ty, epochs=config["epochs"],
                          batch_size=config["batch_size"], lr=config["lr"],
                          lr_decay=config["lr_decay"], seed=config["seed"], progress=progress)
         trained["seconds"] = time.perf_counter() - t

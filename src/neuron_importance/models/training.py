@@ -37,8 +37,11 @@ def train_classifier(
     lr: float,
     seed: int,
     progress: bool = True,
+    lr_decay: float = 1.0,
 ) -> nn.Module:
     """Train with Adam and cross-entropy on shuffled mini-batches; return the model in eval mode.
+
+    ``lr_decay`` multiplies the learning rate after every epoch (1.0: constant).
 
     Deterministic for a given ``seed`` (initial weights are the caller's; the shuffling and
     dropout masks come from ``seed``). Shows a tqdm bar with the running loss and accuracy.
@@ -54,6 +57,7 @@ def train_classifier(
     n = len(train_x)
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
     loss_fn = nn.CrossEntropyLoss()
     steps_per_epoch = (n + batch_size - 1) // batch_size
     model.train()
@@ -89,6 +93,7 @@ def train_classifier(
                         acc=f"{correct / seen:.3f}",
                         refresh=False,
                     )
+                schedule.step()
         finally:
             bar.close()
     return model.eval()
