@@ -67,6 +67,7 @@ except ImportError:  # pragma: no cover - captum is a test extra
 from neuron_importance.attribution.deeplift import DeepLift
 from neuron_importance.attribution.gradient import Saliency
 from neuron_importance.attribution.integrated_gradients import IntegratedGradients
+from neuron_importance.experiments.machine import cpu_model
 
 TARGET = 0
 IG_STEPS = 50
@@ -309,15 +310,14 @@ def verdict(rs: dict[str, float], kind: str | None, goal: float | None) -> str:
 
 
 # ----------------------------------------------------------------------------------- misc
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def print_machine(info: dict[str, object]) -> None:
+    """The machine line and the other-load line every benchmark starts with."""
+    print(f"machine: {info['cpu']} ({info['logical_cpus']} logical CPUs), torch threads "
+          f"{info['torch_threads']}, torch {info['torch']}, captum {info['captum']}, "
+          f"python {info['python']}")
+    busy = info["busy_start"]
+    print(f"other load at start: {'?' if busy is None else f'{busy:.0%}'} of the CPUs busy, "
+          f"1-min load average {info['loadavg_start']}")
 
 
 def machine_info(threads: int) -> dict[str, object]:
@@ -425,12 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     info = machine_info(args.threads)
-    print(f"machine: {info['cpu']} ({info['logical_cpus']} logical CPUs), torch threads "
-          f"{info['torch_threads']}, torch {info['torch']}, captum {info['captum']}, "
-          f"python {info['python']}")
+    print_machine(info)
     busy = info["busy_start"]
-    print(f"other load at start: {'?' if busy is None else f'{busy:.0%}'} of the CPUs busy, "
-          f"1-min load average {info['loadavg_start']}")
     if busy is not None and busy > 0.25:
         print("note: other processes are using the CPUs. With --threads 2 on a shared 2-core "
               "machine every parallel op can wait a scheduler tick for its second thread, so "

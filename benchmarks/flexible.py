@@ -29,8 +29,6 @@ import argparse
 import cProfile
 import io
 import json
-import os
-import platform
 import pstats
 import statistics
 import sys
@@ -40,6 +38,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from neuron_importance.experiments.machine import machine_info
 from neuron_importance.flexible import KSTNetwork
 
 GOAL_VS_MLP = 3.0
@@ -104,13 +103,6 @@ def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats:
             steps[k]()
             times[k].append(time.perf_counter() - t0)
     return times
-
-
-def machine_info() -> dict:
-    return {"python": sys.version.split()[0], "torch": torch.__version__,
-            "platform": platform.platform(), "processor": platform.processor() or "?",
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def run_case(name: str, n_in: int, batch: int, n_control: int, args) -> dict:

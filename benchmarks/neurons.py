@@ -74,6 +74,7 @@ from attribution import (  # noqa: E402  (sibling benchmark script: shared timin
     _loadavg,
     busy_fraction,
     machine_info,
+    print_machine,
     quartiles,
     ratio_stats,
     time_interleaved,
@@ -320,12 +321,7 @@ def main(argv=None) -> int:
         return 0
     t_start = time.perf_counter()
     info = machine_info(args.threads)
-    print(f"machine: {info['cpu']} ({info['logical_cpus']} logical CPUs), torch threads "
-          f"{info['torch_threads']}, torch {info['torch']}, captum {info['captum']}, "
-          f"python {info['python']}")
-    busy = info["busy_start"]
-    print(f"other load at start: {'?' if busy is None else f'{busy:.0%}'} of the CPUs busy, "
-          f"1-min load average {info['loadavg_start']}")
+    print_machine(info)
 
     model, x, description = load_case(args.model, args.batch, args.seed)
     layer_mod = dict(model.named_modules())[args.layer]

@@ -474,7 +474,7 @@ def run_experiment(
     """
     from tqdm.auto import tqdm
 
-    from neuron_importance.experiments.neuron_ig import machine_info
+    from neuron_importance.experiments.machine import machine_info
     from neuron_importance.genomics.shuffle import dinuc_shuffle_references
 
     settings = settings or Settings.full()

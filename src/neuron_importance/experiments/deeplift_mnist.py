@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from neuron_importance.experiments.neuron_ig import machine_info
+from neuron_importance.experiments.machine import machine_info
 
 __all__ = [
     "ALL_METHODS",

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuron_importance.experiments.neuron_ig import machine_info
+from neuron_importance.experiments.machine import machine_info
 from neuron_importance.flexible import KSTNetwork, plot_learned_functions
 from neuron_importance.flexible.sweep import complexity_sweep, plot_tradeoff
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -41,11 +40,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from neuron_importance.experiments.machine import machine_info
+
 __all__ = [
     "DEFAULT_LAYERS",
     "Settings",
     "average_ranks",
-    "machine_info",
     "reproduce",
     "run_experiment",
     "select_examples",
@@ -186,32 +186,6 @@ def select_examples(y: Tensor, n: int, seed: int) -> Tensor:
                 chosen.append(pools[c][depth])
         depth += 1
     return torch.tensor(chosen, dtype=torch.long)
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_1min_start": load,
-    }
 
 
 def _grad_x_activation(model: nn.Module, layer: nn.Module, x: Tensor, target: Tensor) -> Tensor:
