@@ -1,0 +1,41 @@
+"""Continual learning with neuron activation importance (Kim & Lee 2021) and its baselines.
+
+* :mod:`.streams`: Split MNIST, Permuted MNIST, Split Fashion-MNIST from the IDX files, any task
+  order, validation split.
+* :mod:`.models`: the multi-head MLP.
+* :mod:`.strategies`: fine-tuning, joint, L2, EWC / online EWC, SI, MAS behind one interface;
+  :mod:`.nai`: the NAI regulariser with its documented switches.
+* :mod:`.trainer`: the one training loop, checkpointed after every task, resumable.
+* :mod:`.metrics`: ACC, BWT, FWT, forgetting, intransigence from the accuracy matrix.
+
+See ``docs/continual.md`` and ``neuron-importance reproduce continual``.
+"""
+
+from .metrics import (
+    average_accuracy,
+    backward_transfer,
+    forgetting,
+    forward_transfer,
+    intransigence,
+    summarise,
+)
+from .models import ContinualMLP
+from .nai import NAI, NAIOptions
+from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData
+from .streams import BENCHMARKS, Task, TaskStream, check_order, make_stream
+from .trainer import (
+    METHODS,
+    RunResult,
+    TrainConfig,
+    TrainingDiverged,
+    make_strategy,
+    run_sequence,
+)
+
+__all__ = [
+    "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "SI", "ContinualMLP", "FineTune",
+    "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
+    "TrainConfig", "TrainingDiverged", "average_accuracy", "backward_transfer", "check_order",
+    "forgetting", "forward_transfer", "intransigence", "make_stream", "make_strategy",
+    "run_sequence", "summarise",
+]

@@ -1,0 +1,354 @@
+"""NAI: a continual-learning regulariser with weight importance from neuron activation importance.
+
+Kim & Lee, "Continual Learning with Neuron Activation Importance" (arXiv 2107.12657, 2021).
+The paper's exact formulas were not available; this is the implementable design of
+``../shared/docs/methods/continual-learning.md`` §1, every choice a switch of
+:class:`NAIOptions`::
+
+    raw      m_i^l = (1/|D_t|) Σ_{x∈D_t} s(h_i^l(x))              (activation statistics)
+    norm     I_i^l = norm_l(m^l)_i                               (per layer)
+    weights  Ω_new[W^l_ij] = map(I_i^l, I_j^{l−1});  Ω_new[b^l_i] = I_i^l
+    accum    Ω ← acc(Ω, Ω_new)                                   (after each task)
+    loss     L(θ) = CE_t(θ) + (λ/2) Σ Ω ⊙ (θ − θ*)²              (penalty="quad")
+             L(θ) = CE_t(θ) + λ Σ_n Ω_n ‖θ_n − θ*_n‖₂            (penalty="group", per node)
+
+The activation statistics come from :func:`neuron_importance.activation_statistics` (one
+forward pass over the task's training data per layer). ``source="conductance"`` replaces the
+raw statistic by the mean absolute Total Conductance of each neuron for the true class
+(:class:`neuron_importance.TotalConductance`, Shrikumar et al. 2018 / Dhamdhere et al. 2018),
+the importance of a neuron *for the prediction* instead of its mere activity.
+
+Edge cases (notes §1): the inputs have ``I⁰ = 0``, so first-layer weights take ``I_i^1``
+whatever ``map``; with a shared head the output units' importance is the mean logit clipped
+at 0; task heads are not regularised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..neurons.activation import activation_statistics
+from .models import ContinualMLP
+from .strategies import Strategy, TaskData, check_strength
+
+__all__ = ["NAI", "NAIOptions", "mlp_unit_layers"]
+
+_STATS = ("mean", "abs", "sq", "nonzero", "pre")
+_NORMS = ("none", "mean", "max", "zscore", "rank", "softmax")
+_MAPS = ("out", "max", "mean", "min", "prod")
+_ACCS = ("max", "decay", "mean", "sum")
+_PENALTIES = ("quad", "group")
+_SOURCES = ("activation", "conductance")
+
+
+@dataclass(frozen=True)
+class NAIOptions:
+    """The switches of the NAI regulariser (defaults chosen by the ablation in the report).
+
+    Attributes:
+        stat: ``mean`` E[h]; ``abs`` E|h|; ``sq`` E[h²]; ``nonzero`` mean over h > 0;
+            ``pre`` E|z| of the pre-activation z.
+        collect_mode: ``eval`` (dropout off) or ``train``.
+        norm: per-layer normalisation: ``none``; ``mean`` m/mean(m); ``max`` m/max(m);
+            ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ).
+        map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
+            l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j.
+        acc: accumulation over tasks: ``max``; ``decay`` ηΩ + Ω_new; ``mean`` running mean;
+            ``sum``.
+        eta: the decay factor of ``acc="decay"``.
+        penalty: ``quad`` (λ/2)ΣΩ(θ−θ*)², or ``group`` λΣ_n Ω_n‖θ_n − θ*_n‖₂ per node.
+        tau: temperature of ``norm="softmax"``.
+        source: ``activation`` (the statistic above) or ``conductance`` (mean |Total
+            Conductance| for the true class; ``stat`` is then ignored).
+        n_samples: examples of the task used for the statistics (``None``: all).
+        conductance_steps: ``n_steps`` of Total Conductance.
+        reinit: fraction ρ of the least important units of each hidden layer whose incoming
+            weights are re-drawn (and outgoing weights zeroed) after each task; 0 = off.
+    """
+
+    stat: str = "mean"
+    collect_mode: str = "eval"
+    norm: str = "mean"
+    map: str = "max"
+    acc: str = "decay"
+    eta: float = 0.9
+    penalty: str = "quad"
+    tau: float = 1.0
+    source: str = "activation"
+    n_samples: int | None = None
+    conductance_steps: int = 16
+    reinit: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field_name, allowed in (
+            ("stat", _STATS), ("norm", _NORMS), ("map", _MAPS), ("acc", _ACCS),
+            ("penalty", _PENALTIES), ("source", _SOURCES), ("collect_mode", ("eval", "train")),
+        ):
+            value = getattr(self, field_name)
+            if value not in allowed:
+                raise ValueError(
+                    f"NAI option {field_name}={value!r} is not one of {', '.join(allowed)}"
+                )
+        check_strength("NAI eta", self.eta)
+        if not self.tau > 0:
+            raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
+        if not 0.0 <= self.reinit < 1.0:
+            raise ValueError(f"NAI option reinit must be in [0, 1), got {self.reinit}")
+        if self.n_samples is not None and self.n_samples < 1:
+            raise ValueError(f"NAI option n_samples must be positive, got {self.n_samples}")
+
+
+def mlp_unit_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """``(linear name, activation name)`` of each hidden layer of ``model.trunk``, in order.
+
+    NAI needs to know which weights feed which units; it supports models whose ``trunk`` is an
+    ``nn.Sequential`` of ``Linear`` layers each followed by an elementwise activation (as
+    :class:`~.models.ContinualMLP`), and names the module at fault otherwise.
+    """
+    trunk = getattr(model, "trunk", None)
+    if not isinstance(trunk, nn.Sequential):
+        raise TypeError(
+            f"NAI needs a model with a 'trunk' nn.Sequential of Linear + activation layers "
+            f"(e.g. ContinualMLP); {type(model).__name__} has none"
+        )
+    children = list(trunk.named_children())
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(children):
+        name, mod = children[i]
+        if not isinstance(mod, nn.Linear):
+            raise TypeError(
+                f"NAI: trunk.{name} is {type(mod).__name__}; expected Linear layers each "
+                "followed by an activation"
+            )
+        if i + 1 >= len(children) or isinstance(children[i + 1][1], nn.Linear):
+            raise TypeError(f"NAI: trunk.{name} (Linear) is not followed by an activation")
+        pairs.append((name, children[i + 1][0]))
+        i += 2
+    return pairs
+
+
+def normalise(m: Tensor, how: str, tau: float = 1.0) -> Tensor:
+    """Per-layer normalisation of raw neuron importances (see :class:`NAIOptions`)."""
+    m = m.double()
+    if how == "none":
+        return m
+    if how == "mean":
+        d = m.mean()
+        return m / d if d > 0 else torch.zeros_like(m)
+    if how == "max":
+        d = m.max()
+        return m / d if d > 0 else torch.zeros_like(m)
+    if how == "zscore":
+        s = m.std(unbiased=False)
+        return ((m - m.mean()) / s).clamp_min(0) if s > 0 else torch.zeros_like(m)
+    if how == "rank":
+        n = m.numel()
+        ranks = torch.empty_like(m)
+        ranks[m.argsort()] = torch.arange(n, dtype=m.dtype)
+        return ranks / max(n - 1, 1)
+    if how == "softmax":
+        return m.numel() * torch.softmax(m / tau, 0)
+    raise ValueError(f"unknown normalisation {how!r}")
+
+
+def _pair(i_out: Tensor, i_in: Tensor | None, how: str) -> Tensor:
+    """Ω of a weight matrix ``(out, in)`` from its end units' importances."""
+    if i_in is None:  # first layer: the inputs have importance 0 → the unit's own importance
+        return i_out[:, None]
+    a, b = i_out[:, None], i_in[None, :]
+    if how == "out":
+        return a.expand(-1, b.shape[1])
+    if how == "max":
+        return torch.maximum(a, b)
+    if how == "mean":
+        return (a + b) / 2
+    if how == "min":
+        return torch.minimum(a, b)
+    return a * b
+
+
+class NAI(Strategy):
+    """Neuron-activation-importance regulariser (our design of Kim & Lee 2021; see module doc)."""
+
+    name = "nai"
+
+    def __init__(self, lam: float, options: NAIOptions | None = None, *, seed: int = 0) -> None:
+        self.lam = check_strength("nai lambda", lam)
+        self.options = options or NAIOptions()
+        self.seed = seed
+        self.omega: dict[str, Tensor] = {}      # per shared parameter
+        self.node: dict[str, Tensor] = {}       # per linear layer name: accumulated I (group)
+        self.anchor: dict[str, Tensor] = {}
+        self.n_tasks = 0
+        #: the normalised unit importances of the last task, per layer (for plots/inspection)
+        self.last_importance: dict[str, Tensor] = {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lam": self.lam, **asdict(self.options)}
+
+    # ------------------------------------------------------------------ importances
+
+    def _raw(self, model: ContinualMLP, data: TaskData) -> dict[str, Tensor]:
+        """Raw importance m^l per linear layer name (``trunk.<i>`` and ``heads.0``)."""
+        o = self.options
+        x, y = data.x, data.y
+        if o.n_samples is not None and o.n_samples < x.shape[0]:
+            g = torch.Generator().manual_seed(self.seed + 7919 * data.identity)
+            idx = torch.randperm(x.shape[0], generator=g)[: o.n_samples]
+            x, y = x[idx], y[idx]
+        pairs = mlp_unit_layers(model)
+        raw: dict[str, Tensor] = {}
+        if o.source == "conductance":
+            from ..neurons.conductance import TotalConductance
+
+            was_training = model.training
+            model.eval()
+            try:
+                for lin, act in pairs:
+                    tc = TotalConductance(model, f"trunk.{act}")
+                    acc = None
+                    for s in range(0, x.shape[0], 512):
+                        c = tc.attribute(
+                            x[s:s + 512], baselines=torch.zeros_like(x[s:s + 512]),
+                            target=y[s:s + 512], additional_forward_args=(data.head,),
+                            n_steps=o.conductance_steps, completeness_tol=None,
+                        )
+                        part = c.detach().abs().double().sum(0)
+                        acc = part if acc is None else acc + part
+                    raw[f"trunk.{lin}"] = acc / x.shape[0]
+            finally:
+                model.train(was_training)
+        else:
+            batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
+            for lin, act in pairs:
+                layer = lin if o.stat == "pre" else act
+                st = activation_statistics(model.trunk, layer, batches,
+                                           collect_mode=o.collect_mode)
+                if o.stat == "mean":
+                    m = st.mean
+                elif o.stat in ("abs", "pre"):
+                    m = st.mean_abs
+                elif o.stat == "sq":
+                    m = st.mean_sq
+                else:  # nonzero: the mean over the examples where the unit is active
+                    frac = st.frac_active
+                    m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),
+                                    torch.zeros_like(frac))
+                raw[f"trunk.{lin}"] = m
+        if model.shared_head:
+            st = activation_statistics(model, "heads.0", [x[s:s + 1024] for s in
+                                                          range(0, x.shape[0], 1024)],
+                                       collect_mode=o.collect_mode)
+            raw["heads.0"] = st.mean.clamp_min(0)
+        return raw
+
+    def _weight_importance(self, model: ContinualMLP, unit: dict[str, Tensor]) -> dict:
+        o = self.options
+        new: dict[str, Tensor] = {}
+        prev: Tensor | None = None
+        names = [f"trunk.{lin}" for lin, _ in mlp_unit_layers(model)]
+        if model.shared_head:
+            names.append("heads.0")
+        params = dict(model.named_parameters())
+        for name in names:
+            i_out = unit[name]
+            w = params[f"{name}.weight"]
+            om = _pair(i_out, prev, o.map).expand(w.shape)
+            new[f"{name}.weight"] = om.to(w.dtype).contiguous()
+            new[f"{name}.bias"] = i_out.to(w.dtype).clone()
+            prev = i_out
+        return new
+
+    def _accumulate(self, old: Tensor | None, new: Tensor) -> Tensor:
+        o = self.options
+        if old is None:
+            return new.clone()
+        if o.acc == "max":
+            return torch.maximum(old, new)
+        if o.acc == "decay":
+            return o.eta * old + new
+        if o.acc == "sum":
+            return old + new
+        return old + (new - old) / (self.n_tasks + 1)  # running mean over tasks
+
+    def after_task(self, model: nn.Module, data: TaskData) -> None:
+        if not isinstance(model, ContinualMLP):
+            mlp_unit_layers(model)  # raises the descriptive error for unsupported models
+            raise TypeError(f"NAI supports ContinualMLP models, got {type(model).__name__}")
+        o = self.options
+        raw = self._raw(model, data)
+        unit = {k: normalise(v, o.norm, o.tau) for k, v in raw.items()}
+        self.last_importance = {k: v.clone() for k, v in unit.items()}
+        new = self._weight_importance(model, unit)
+        for k, v in new.items():
+            self.omega[k] = self._accumulate(self.omega.get(k), v.to(self._device(model)))
+        for k, v in unit.items():
+            self.node[k] = self._accumulate(
+                self.node.get(k), v.to(self._device(model), torch.float32)
+            )
+        self.n_tasks += 1
+        if o.reinit > 0:
+            self._reinit(model, unit)
+        self.anchor = {k: p.detach().clone() for k, p in model.shared_named_parameters()}
+
+    @staticmethod
+    def _device(model: nn.Module) -> torch.device:
+        return next(model.parameters()).device
+
+    def _reinit(self, model: ContinualMLP, unit: dict[str, Tensor]) -> None:
+        """Re-draw the incoming weights of the least important hidden units, zero their outputs.
+
+        Zeroing the outgoing weights keeps the function on earlier tasks unchanged except for
+        the (least important) contribution of those units; the re-drawn units are free
+        capacity for the next task (AGS-CL's re-initialisation, speculative for NAI).
+        """
+        g = torch.Generator().manual_seed(self.seed + 31 * self.n_tasks)
+        pairs = mlp_unit_layers(model)
+        linears = [getattr(model.trunk, lin) for lin, _ in pairs]
+        following: list[nn.Linear | list[nn.Linear]] = linears[1:] + [list(model.heads)]
+        with torch.no_grad():
+            for (lin, _), layer, nxt in zip(pairs, linears, following):
+                imp = unit[f"trunk.{lin}"]
+                k = int(self.options.reinit * imp.numel())
+                if k == 0:
+                    continue
+                low = imp.argsort()[:k].to(layer.weight.device)
+                bound = 1.0 / layer.in_features ** 0.5
+                fresh = (torch.rand(k, layer.in_features, generator=g) * 2 - 1) * bound
+                layer.weight[low] = fresh.to(layer.weight)
+                layer.bias[low] = 0
+                for out_layer in (nxt if isinstance(nxt, list) else [nxt]):
+                    out_layer.weight[:, low] = 0
+
+    # ------------------------------------------------------------------ penalty
+
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        if not self.anchor or self.lam == 0:
+            return None
+        params = dict(model.named_parameters())
+        if self.options.penalty == "quad":
+            total = sum(
+                (self.omega[k] * (params[k] - self.anchor[k]).square()).sum() for k in self.anchor
+            )
+            return 0.5 * self.lam * total
+        total = 0
+        for name, imp in self.node.items():
+            dw = params[f"{name}.weight"] - self.anchor[f"{name}.weight"]
+            db = params[f"{name}.bias"] - self.anchor[f"{name}.bias"]
+            # the small constant keeps the gradient of ‖·‖₂ finite at θ = θ*
+            norm = (dw.square().sum(1) + db.square() + 1e-12).sqrt()
+            total = total + (imp * norm).sum()
+        return self.lam * total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"omega": self.omega, "node": self.node, "anchor": self.anchor,
+                "n_tasks": self.n_tasks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.omega, self.node = dict(state["omega"]), dict(state["node"])
+        self.anchor, self.n_tasks = dict(state["anchor"]), int(state["n_tasks"])

@@ -1,0 +1,433 @@
+"""Continual learning: metrics, strategies, NAI, the trainer's checkpoint/resume and errors.
+
+Everything here runs on small synthetic task streams (Gaussian blobs), so it needs no data
+files; the MNIST-backed streams are tested in test_continual_streams.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuron_importance.continual import (
+    NAI,
+    ContinualMLP,
+    NAIOptions,
+    Task,
+    TaskData,
+    TaskStream,
+    TrainConfig,
+    TrainingDiverged,
+    average_accuracy,
+    backward_transfer,
+    check_order,
+    forgetting,
+    forward_transfer,
+    intransigence,
+    make_strategy,
+    run_sequence,
+)
+from neuron_importance.continual.nai import normalise
+from neuron_importance.continual.strategies import _shared, _vmap_sums, per_example_grads
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def blob_stream(n_tasks: int = 3, n: int = 120, d: int = 12, seed: int = 0,
+                shared_head: bool = False) -> TaskStream:
+    """Two-class Gaussian blobs per task, each task along its own random direction."""
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        direction = torch.randn(d, generator=g)
+        direction /= direction.norm()
+
+        def draw(m: int, direction=direction) -> tuple[torch.Tensor, torch.Tensor]:
+            y = torch.randint(0, 2, (m,), generator=g)
+            x = torch.randn(m, d, generator=g) + 2.5 * (2 * y[:, None] - 1) * direction
+            return x, y
+
+        (xtr, ytr), (xva, yva), (xte, yte) = draw(n), draw(n // 4), draw(n // 2)
+        tasks.append(Task(t, f"blob {t}", (2 * t, 2 * t + 1), xtr, ytr, xva, yva, xte, yte,
+                          ytr + 2 * t, yva + 2 * t, yte + 2 * t))
+    return TaskStream("blobs", tasks, tuple(range(n_tasks)), shared_head=shared_head,
+                      head_sizes=(2,) * n_tasks, n_global_classes=2 * n_tasks)
+
+
+CFG = TrainConfig(epochs=3, batch_size=32, hidden=(16, 16), patience=1, lr=1e-2)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+R = [[90.0, 40.0, 50.0],
+     [80.0, 95.0, 45.0],
+     [70.0, 85.0, 99.0]]
+
+
+def test_metrics_closed_form() -> None:
+    assert average_accuracy(R) == pytest.approx((70 + 85 + 99) / 3)
+    # BWT over T-1 = 2 entries: ((70-90) + (85-95)) / 2
+    assert backward_transfer(R) == pytest.approx(-15.0)
+    # FWT: (R[0][1] - b1 + R[1][2] - b2) / 2 with b = (10, 20, 30)
+    assert forward_transfer(R, [10, 20, 30]) == pytest.approx(((40 - 20) + (45 - 30)) / 2)
+    # forgetting: task 0 max(90, 80) - 70 = 20; task 1 max(40, 95) - 85 = 10
+    assert forgetting(R) == pytest.approx(15.0)
+    assert intransigence(R, [92, 96, 99]) == pytest.approx([2.0, 1.0, 0.0])
+
+
+def test_metrics_single_task_and_bad_shapes() -> None:
+    assert backward_transfer([[50.0]]) == 0.0 and forgetting([[50.0]]) == 0.0
+    with pytest.raises(ValueError, match="square"):
+        average_accuracy([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="one initial accuracy per task"):
+        forward_transfer(R, [1.0])
+
+
+def test_no_forgetting_means_zero_bwt() -> None:
+    r = np.triu(np.full((4, 4), 97.0)) + np.tril(np.full((4, 4), 97.0), -1)
+    assert backward_transfer(r) == 0.0 and forgetting(r) == 0.0
+
+
+# ----------------------------------------------------------------------------- config errors
+
+
+@pytest.mark.parametrize(
+    "method, hp, match",
+    [
+        ("ewcc", {}, "unknown method 'ewcc'"),
+        ("ewc", {}, "needs the hyperparameter 'lam'"),
+        ("ewc", {"lam": -1.0}, "finite and >= 0"),
+        ("si", {"c": float("nan")}, "finite and >= 0"),
+        ("mas", {"lam": float("inf")}, "finite and >= 0"),
+        ("l2", {"lam": 1.0, "gamma": 2.0}, "has no hyperparameter"),
+        ("nai", {"lam": 1.0, "norm": "median"}, "norm='median' is not one of"),
+        ("nai", {"lam": 1.0, "colour": 1}, "bad hyperparameters for 'nai'"),
+        ("nai", {"lam": "big"}, "must be a number"),
+    ],
+)
+def test_bad_configs_fail_before_training(method: str, hp: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_strategy(method, hp)
+
+
+def test_order_must_be_a_permutation() -> None:
+    assert check_order([2, 0, 1], 3) == (2, 0, 1)
+    for bad in ([0, 1], [0, 0, 1], [0, 1, 3], [True, False, 2]):
+        with pytest.raises(ValueError, match="permutation of 0..2"):
+            check_order(bad, 3)
+    with pytest.raises(ValueError, match="permutation"):
+        blob_stream().reordered([0, 1, 1])
+
+
+def test_train_config_checks() -> None:
+    with pytest.raises(ValueError, match="scenario"):
+        TrainConfig(scenario="domain")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=float("nan"))
+
+
+# ----------------------------------------------------------------------------- per-example sums
+
+
+def _nll(out: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+    return -torch.log_softmax(out, -1).gather(0, yi.reshape(1)).squeeze(0)
+
+
+@pytest.mark.parametrize("shared_head", [False, True])
+@pytest.mark.parametrize("reduce", [torch.square, torch.abs])
+def test_per_example_sums_equal_a_loop_over_examples(shared_head: bool, reduce) -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(9, (7, 5), (3, 3), shared_head=shared_head).double()
+    x = torch.randn(23, 9, dtype=torch.double)
+    y = torch.randint(0, 3, (23,))
+    fast = per_example_grads(model, _nll, x, y, 1, chunk=8, reduce=reduce)
+    via_vmap = _vmap_sums(model, _shared(model), _nll, x, y, 1, 5, reduce)
+    loop = {k: torch.zeros_like(p) for k, p in _shared(model).items()}
+    for i in range(23):
+        model.zero_grad()
+        _nll(model(x[i:i + 1], task=1)[0], y[i]).backward()
+        for k, p in _shared(model).items():
+            loop[k] += reduce(p.grad)
+    assert set(fast) == set(loop) == set(via_vmap)
+    for k in loop:
+        torch.testing.assert_close(fast[k], loop[k], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(via_vmap[k], loop[k], rtol=1e-10, atol=1e-12)
+    # heads are not shared in the multi-head model, so they get no importance
+    assert any(k.startswith("heads") for k in fast) == shared_head
+
+
+def test_ewc_fisher_of_a_one_layer_softmax_model_is_closed_form() -> None:
+    """Empirical Fisher of a softmax layer z = W a + b by hand: mean_n ((p_n − e_{y_n}) a_nᵀ)²."""
+
+    class OneLayer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3).double()
+
+        def forward(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
+            return self.lin(x)
+
+    torch.manual_seed(1)
+    model = OneLayer()
+    x = torch.randn(30, 4, dtype=torch.double)
+    y = torch.randint(0, 3, (30,))
+    ewc = make_strategy("ewc", {"lam": 1.0, "empirical": True})
+    f = ewc.fisher(model, TaskData(x, y, lambda v: model(v), head=0, identity=0))
+    with torch.no_grad():
+        delta = torch.softmax(model(x), -1) - nn.functional.one_hot(y, 3).double()
+    expected_w = (delta[:, :, None] * x[:, None, :]).square().mean(0)
+    torch.testing.assert_close(f["lin.weight"], expected_w)
+    torch.testing.assert_close(f["lin.bias"], delta.square().mean(0))
+
+
+# ----------------------------------------------------------------------------- NAI
+
+
+def test_nai_normalisations() -> None:
+    m = torch.tensor([0.0, 1.0, 3.0])
+    assert normalise(m, "mean").mean().item() == pytest.approx(1.0)
+    assert normalise(m, "max").max().item() == pytest.approx(1.0)
+    assert normalise(m, "rank").tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert normalise(m, "softmax").sum().item() == pytest.approx(3.0)
+    z = normalise(m, "zscore")
+    assert z.min().item() == 0.0 and z[2] > z[1]
+    assert normalise(torch.zeros(3), "mean").abs().sum() == 0  # dead layer: no NaN
+
+
+def _set_weights(model: ContinualMLP) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.arange(p.numel(), dtype=p.dtype).reshape(p.shape) % 3 - 1.0)
+
+
+def test_nai_weight_importance_follows_the_unit_statistics() -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(4, (3, 2), (2,))
+    _set_weights(model)
+    x = torch.randn(50, 4)
+    nai = NAI(1.0, NAIOptions(norm="none", map="max", stat="mean"))
+    data = TaskData(x, torch.zeros(50, dtype=torch.long), lambda v: model(v, task=0), 0, 0)
+    nai.after_task(model, data)
+    with torch.no_grad():
+        h1 = torch.relu(model.trunk[0](x))
+        h2 = torch.relu(model.trunk[2](h1))
+    i1, i2 = h1.mean(0), h2.mean(0)
+    # first layer: the inputs have importance 0, so each row takes its unit's importance
+    torch.testing.assert_close(nai.omega["trunk.0.weight"], i1[:, None].expand(3, 4))
+    torch.testing.assert_close(nai.omega["trunk.0.bias"], i1)
+    torch.testing.assert_close(nai.omega["trunk.2.weight"],
+                               torch.maximum(i2[:, None], i1[None, :]))
+    torch.testing.assert_close(nai.omega["trunk.2.bias"], i2)
+    assert not any(k.startswith("heads") for k in nai.omega)  # heads are not regularised
+    # accumulation with decay: Ω ← 0.9 Ω + Ω_new; the same data again gives 1.9 Ω
+    first = nai.omega["trunk.2.weight"].clone()
+    nai.after_task(model, data)
+    torch.testing.assert_close(nai.omega["trunk.2.weight"], 1.9 * first)
+
+
+@pytest.mark.parametrize("map_, expected", [
+    ("out", lambda a, b: a.expand(-1, b.shape[1])),
+    ("mean", lambda a, b: (a + b) / 2),
+    ("min", torch.minimum),
+    ("prod", lambda a, b: a * b),
+])
+def test_nai_maps(map_: str, expected) -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(4, (3, 2), (2,))
+    x = torch.randn(40, 4)
+    nai = NAI(1.0, NAIOptions(norm="none", map=map_, stat="sq"))
+    nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
+                                   lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        h1 = torch.relu(model.trunk[0](x))
+        h2 = torch.relu(model.trunk[2](h1))
+    a, b = h2.square().mean(0)[:, None], h1.square().mean(0)[None, :]
+    torch.testing.assert_close(nai.omega["trunk.2.weight"], expected(a, b))
+
+
+def test_nai_shared_head_uses_clipped_mean_logits() -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(4, (3,), (5,), shared_head=True)
+    x = torch.randn(40, 4)
+    nai = NAI(1.0, NAIOptions(norm="none"))
+    nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
+    with torch.no_grad():
+        logits = model(x)
+    torch.testing.assert_close(nai.omega["heads.0.bias"], logits.mean(0).clamp_min(0))
+
+
+def test_nai_penalty_is_the_weighted_quadratic_and_zero_at_the_anchor() -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(4, (3,), (2,))
+    nai = NAI(2.0)
+    nai.after_task(model, TaskData(torch.randn(20, 4), torch.zeros(20, dtype=torch.long),
+                                   lambda v: model(v, task=0), 0, 0))
+    assert nai.penalty(model).item() == 0.0
+    with torch.no_grad():
+        model.trunk[0].weight[1, 2] += 0.5
+    expected = 0.5 * 2.0 * nai.omega["trunk.0.weight"][1, 2] * 0.25
+    assert nai.penalty(model).item() == pytest.approx(expected.item())
+    # the group penalty: λ Ω_n ‖Δθ_n‖₂ for the one moved unit
+    group = NAI(2.0, NAIOptions(penalty="group"))
+    with torch.no_grad():
+        model.trunk[0].weight[1, 2] -= 0.5
+    group.after_task(model, TaskData(torch.randn(20, 4), torch.zeros(20, dtype=torch.long),
+                                     lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        model.trunk[0].weight[1, 2] += 0.5
+    assert group.penalty(model).item() == pytest.approx(
+        2.0 * group.node["trunk.0"][1].item() * 0.5, rel=1e-5)
+
+
+def test_nai_conductance_source_runs_and_is_nonnegative() -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(6, (5,), (2, 2))
+    x, y = torch.randn(30, 6), torch.randint(0, 2, (30,))
+    nai = NAI(1.0, NAIOptions(source="conductance", norm="none", conductance_steps=8))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
+    imp = nai.last_importance["trunk.0"]
+    assert imp.shape == (5,) and bool((imp >= 0).all()) and imp.sum() > 0
+
+
+def test_nai_reinit_zeroes_the_outputs_of_the_least_important_units() -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(6, (10,), (2, 2))
+    nai = NAI(1.0, NAIOptions(reinit=0.3, norm="none"))
+    nai.after_task(model, TaskData(torch.randn(30, 6), torch.zeros(30, dtype=torch.long),
+                                   lambda v: model(v, task=0), 0, 0))
+    low = nai.last_importance["trunk.0"].argsort()[:3]
+    for head in model.heads:
+        assert head.weight[:, low].abs().sum() == 0
+    assert model.trunk[0].bias[low].abs().sum() == 0
+
+
+def test_nai_refuses_models_it_cannot_walk() -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    nai = NAI(1.0)
+    with pytest.raises(TypeError, match="trunk"):
+        nai.after_task(model, TaskData(torch.randn(4, 3), torch.zeros(4, dtype=torch.long),
+                                       model, 0, 0))
+
+
+# ----------------------------------------------------------------------------- SI
+
+
+def test_si_path_integral_on_a_quadratic() -> None:
+    """On L = ½‖θ − c‖² with plain SGD, ω = −Σ g Δθ equals the exact loss decrease."""
+    model = ContinualMLP(2, (2,), (2,))
+    si = make_strategy("si", {"c": 1.0, "xi": 1e-3})
+    target = {k: torch.randn_like(p) for k, p in _shared(model).items()}
+    si.before_task(model, 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    start_loss = sum(0.5 * (p - target[k]).square().sum() for k, p in _shared(model).items())
+    for _ in range(200):
+        opt.zero_grad()
+        loss = sum(0.5 * (p - target[k]).square().sum() for k, p in _shared(model).items())
+        loss.backward()
+        si.after_backward(model)
+        opt.step()
+        si.after_step(model)
+    end_loss = sum(0.5 * (p - target[k]).square().sum() for k, p in _shared(model).items())
+    path = sum(v.sum() for v in si._omega_path.values())
+    # first-order path integral: exact up to O(lr) per step
+    assert path.item() == pytest.approx((start_loss - end_loss).item(), rel=0.02)
+    si.after_task(model, None)
+    assert all(bool((v >= 0).all()) for v in si.omega.values())
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@pytest.mark.parametrize("method, hp", [
+    ("finetune", {}), ("joint", {}), ("l2", {"lam": 1.0}), ("ewc", {"lam": 100.0}),
+    ("online-ewc", {"lam": 100.0, "gamma": 0.9}), ("si", {"c": 1.0}), ("mas", {"lam": 1.0}),
+    ("nai", {"lam": 0.1}),
+])
+def test_every_method_learns_the_blobs(method: str, hp: dict) -> None:
+    res = run_sequence(blob_stream(), method, hp, CFG)
+    t = 3
+    assert len(res.acc_matrix) == t and all(len(r) == t for r in res.acc_matrix)
+    assert all(res.acc_matrix[i][i] > 80 for i in range(t))  # each task learned when trained
+    assert res.acc == pytest.approx(np.mean(res.acc_matrix[-1]))
+    assert math.isfinite(res.bwt) and res.forgetting >= 0
+
+
+def test_class_incremental_scenario_forgets_without_regularisation() -> None:
+    cfg = TrainConfig(epochs=4, batch_size=32, hidden=(16, 16), patience=1, lr=1e-2,
+                      scenario="class")
+    res = run_sequence(blob_stream(), "finetune", {}, cfg)
+    # a single head trained only on the newest classes no longer predicts the first ones
+    assert res.acc_matrix[0][0] > 90 and res.acc_matrix[-1][0] < 30
+    with pytest.raises(ValueError, match="shared head already"):
+        run_sequence(blob_stream(shared_head=True), "finetune", {}, cfg)
+
+
+def test_task_order_changes_the_training_order_not_the_tasks() -> None:
+    stream = blob_stream()
+    rev = stream.reordered([2, 1, 0])
+    assert [t.identity for t in rev.tasks] == [2, 1, 0]
+    assert rev.tasks[0].x_train is stream.tasks[2].x_train
+
+
+def test_heads_of_finished_tasks_get_no_update() -> None:
+    """Training task 1 with a fresh Adam leaves head 0 bit-for-bit unchanged."""
+    stream = blob_stream()
+    model = ContinualMLP(12, (16, 16), (2, 2, 2))
+    before = model.heads[0].weight.detach().clone()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    loss = nn.functional.cross_entropy(model(stream.tasks[1].x_train, task=1),
+                                       stream.tasks[1].y_train)
+    loss.backward()
+    opt.step()
+    assert torch.equal(model.heads[0].weight, before)
+    assert not torch.equal(model.heads[1].weight.detach(), before)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method, hp", [("nai", {"lam": 10.0}), ("si", {"c": 1.0}),
+                                        ("ewc", {"lam": 100.0})])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, method: str, hp: dict) -> None:
+    stream = blob_stream()
+    full = run_sequence(stream, method, hp, CFG)
+    ckpt = tmp_path / "run.pt"
+    finished = []
+
+    def stop_after_two(msg: str) -> None:
+        finished.append(msg)
+        if len(finished) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_sequence(stream, method, hp, CFG, checkpoint=ckpt, log=stop_after_two)
+    assert torch.load(ckpt, weights_only=False)["done"] == 2
+    lines: list[str] = []
+    resumed = run_sequence(stream, method, hp, CFG, checkpoint=ckpt, log=lines.append)
+    assert lines[0].startswith("resuming") and len(lines) == 2  # 1 resume line + task 3 only
+    assert resumed.acc_matrix == full.acc_matrix
+    assert resumed.init_acc == full.init_acc
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path) -> None:
+    ckpt = tmp_path / "run.pt"
+    run_sequence(blob_stream(n_tasks=2), "l2", {"lam": 1.0}, CFG, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        run_sequence(blob_stream(n_tasks=2), "l2", {"lam": 2.0}, CFG, checkpoint=ckpt)
+
+
+def test_nan_loss_names_the_task_and_keeps_the_last_checkpoint(tmp_path) -> None:
+    stream = blob_stream()
+    stream.tasks[1].x_train[:, 0] = float("nan")
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(TrainingDiverged, match=r"task 2/3 \(blob 1\), epoch 1, step 1") as err:
+        run_sequence(stream, "finetune", {}, CFG, checkpoint=ckpt)
+    assert str(ckpt) in str(err.value)
+    assert torch.load(ckpt, weights_only=False)["done"] == 1
