@@ -1,0 +1,625 @@
+"""The task-order robustness study of continual learning with neuron activation importance.
+
+Protocol (``docs/continual.md``; notes ``../shared/docs/methods/continual-learning.md`` §3–§5):
+
+1. **Tuning.** For every benchmark, every method with a hyperparameter grid is run on order 0
+   (the identity order) for each grid point; the point with the best final average
+   *validation* accuracy is frozen for all orders (the test split chooses nothing).
+2. **Main runs.** Every method, with its frozen hyperparameters, on the same K task orders:
+   the identity, the reverse and K−2 seeded permutations.
+3. **NAI ablation.** One switch of :class:`~neuron_importance.continual.NAIOptions` changed at a
+   time from the defaults, with NAI's tuned λ, on the ablation benchmark's orders.
+
+Every finished run is appended as one JSON line to ``runs.jsonl`` in the output folder and each
+run checkpoints after every task (``checkpoints/``), so rerunning the same command after an
+interruption (SIGKILL included) skips finished runs and resumes the unfinished ones after their
+last finished task. With ``jobs > 1`` independent runs of a phase go to worker processes (one
+torch thread each); only the parent writes ``runs.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuron_importance.experiments.machine import machine_info
+
+__all__ = ["StudySettings", "headline", "reproduce", "run_study", "task_orders"]
+
+GOALS = {"split-mnist": 99.7, "permuted-mnist": 95.0}
+
+#: grids of the strength hyperparameter, per method (UCL's MLP grids widened to log grids)
+FULL_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "l2": {"lam": [1e-3, 1e-2, 1e-1, 1.0]},
+    "ewc": {"lam": [1e2, 1e3, 1e4, 1e5]},
+    "online-ewc": {"lam": [1e2, 1e3, 1e4, 1e5]},
+    "si": {"c": [0.1, 1.0, 10.0, 100.0]},
+    "mas": {"lam": [0.1, 1.0, 10.0, 100.0]},
+    "nai": {"lam": [0.1, 1.0, 10.0, 100.0]},
+}
+
+#: NAI ablation: one switch at a time away from the defaults
+ABLATION: list[dict[str, Any]] = [
+    {"stat": "abs"}, {"stat": "sq"}, {"stat": "nonzero"}, {"stat": "pre"},
+    {"norm": "none"}, {"norm": "max"}, {"norm": "zscore"}, {"norm": "rank"},
+    {"map": "out"}, {"map": "min"}, {"map": "prod"},
+    {"acc": "max"}, {"acc": "sum"},
+    {"penalty": "group"},
+    {"source": "conductance"},
+    {"collect_mode": "train"},
+    {"reinit": 0.1},
+]
+
+ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai")
+
+
+@dataclass
+class StudySettings:
+    """What the study runs. ``full()`` and ``quick_mode()`` give the two presets."""
+
+    benchmarks: list[str]
+    methods: list[str]
+    n_orders: int
+    epochs: dict[str, int]
+    grids: dict[str, dict[str, list[Any]]]
+    nai_options: dict[str, Any] = field(default_factory=dict)
+    ablation: list[dict[str, Any]] = field(default_factory=list)
+    ablation_benchmarks: list[str] = field(default_factory=list)
+    ablation_orders: int = 3
+    limit: int | None = None
+    permuted_tasks: int | None = None
+    hidden: tuple[int, ...] = (400, 400)
+    batch_size: int = 256
+    patience: int = 2
+    scenario: str = "task"
+    class_il_methods: list[str] = field(default_factory=list)
+    seed: int = 0
+    jobs: int = 1
+
+    @classmethod
+    def full(cls, seed: int = 0) -> StudySettings:
+        return cls(
+            benchmarks=["split-mnist", "split-fashion-mnist", "permuted-mnist"],
+            methods=list(ALL_METHODS), n_orders=5,
+            epochs={"split-mnist": 6, "split-fashion-mnist": 6, "permuted-mnist": 3},
+            grids={k: dict(v) for k, v in FULL_GRIDS.items()},
+            ablation=[dict(a) for a in ABLATION], ablation_benchmarks=["split-mnist"],
+            ablation_orders=3, class_il_methods=["finetune", "ewc", "si", "mas", "nai"],
+            seed=seed,
+        )
+
+    @classmethod
+    def quick_mode(cls, seed: int = 0) -> StudySettings:
+        return cls(
+            benchmarks=["split-mnist", "split-fashion-mnist", "permuted-mnist"],
+            methods=list(ALL_METHODS), n_orders=2,
+            epochs={"split-mnist": 1, "split-fashion-mnist": 1, "permuted-mnist": 1},
+            grids={k: {p: vals[1:3] for p, vals in v.items()} for k, v in FULL_GRIDS.items()},
+            ablation=[{"norm": "zscore"}, {"map": "out"}], ablation_benchmarks=["split-mnist"],
+            ablation_orders=1, limit=3000, permuted_tasks=3, hidden=(64, 64),
+            class_il_methods=["finetune", "nai"], seed=seed,
+        )
+
+    def check(self) -> None:
+        from neuron_importance.continual import BENCHMARKS, METHODS, NAIOptions, make_strategy
+
+        for b in self.benchmarks + self.ablation_benchmarks:
+            if b not in BENCHMARKS:
+                raise ValueError(f"unknown benchmark {b!r}; choose from {', '.join(BENCHMARKS)}")
+        for m in self.methods + self.class_il_methods:
+            if m not in METHODS:
+                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        for b in self.benchmarks:
+            if b not in self.epochs:
+                raise ValueError(f"no epoch count given for {b}")
+        if self.n_orders < 1 or self.ablation_orders < 1:
+            raise ValueError("the number of task orders must be at least 1")
+        # every grid point and ablation variant is checked before any training
+        for m, grid in self.grids.items():
+            for point in _grid_points(grid):
+                hp = {**self.nai_options, **point} if m == "nai" else point
+                make_strategy(m, hp)
+        for variant in self.ablation:
+            NAIOptions(**{**self.nai_options, **variant})
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be positive, got {self.jobs}")
+
+
+def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
+    """``k`` distinct orders: identity, reverse, then seeded random permutations."""
+    rng = np.random.default_rng(seed + 12345)
+    orders = [list(range(n_tasks))]
+    if k > 1:
+        orders.append(list(reversed(range(n_tasks))))
+    seen = {tuple(o) for o in orders}
+    while len(orders) < k:
+        perm = [int(v) for v in rng.permutation(n_tasks)]
+        if tuple(perm) not in seen:
+            seen.add(tuple(perm))
+            orders.append(perm)
+    return orders
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+# ---------------------------------------------------------------------------- run records
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    phase: str
+    benchmark: str
+    method: str
+    order: tuple[int, ...]
+    hyperparameters: tuple[tuple[str, Any], ...]
+    epochs: int
+    scenario: str
+    variant: str = ""
+
+    def key(self, settings: StudySettings) -> str:
+        blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
+                           "batch": settings.batch_size, "patience": settings.patience,
+                           "seed": settings.seed, "permuted_tasks": settings.permuted_tasks},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _read_runs(path: Path) -> dict[str, dict[str, Any]]:
+    runs: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return runs
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write: that run is simply redone
+            runs[rec["key"]] = rec
+    return runs
+
+
+def _append(path: Path, record: Mapping[str, Any]) -> None:
+    data = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- workers
+
+_STREAMS: dict[tuple, Any] = {}
+
+
+def _stream(benchmark: str, data_dir: str | None, limit: int | None, n_tasks: int | None):
+    from neuron_importance.continual import make_stream
+
+    key = (benchmark, data_dir, limit, n_tasks)
+    if key not in _STREAMS:
+        _STREAMS.clear()  # one benchmark's tensors at a time per process
+        _STREAMS[key] = make_stream(
+            benchmark, data_dir=data_dir, limit=limit,
+            n_tasks=n_tasks if benchmark == "permuted-mnist" else None,
+        )
+    return _STREAMS[key]
+
+
+def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_dir: str,
+             key: str) -> dict[str, Any]:
+    """Run one spec (in the parent or a worker process) and return its JSON record."""
+    import torch
+
+    from neuron_importance.continual import TrainConfig, run_sequence
+
+    if settings.jobs > 1:
+        torch.set_num_threads(1)
+    stream = _stream(spec.benchmark, data_dir, settings.limit, settings.permuted_tasks)
+    stream = stream.reordered(spec.order)
+    config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
+                         hidden=tuple(settings.hidden), patience=settings.patience,
+                         scenario=spec.scenario, seed=settings.seed)
+    ckpt = Path(ckpt_dir) / f"{key}.pt"
+    res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
+    rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json()}
+    identities = list(spec.order)
+    rec["final_by_task"] = {str(identities[j]): res.acc_matrix[-1][j]
+                            for j in range(len(identities))}
+    return rec
+
+
+# ---------------------------------------------------------------------------- the study
+
+
+def run_study(
+    out_dir: str | Path,
+    settings: StudySettings,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the study and write results.json, report.md and the figures."""
+    settings.check()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    runs_path = out / "runs.jsonl"
+    done = _read_runs(runs_path)
+    if done:
+        log(f"resuming: {len(done)} finished runs found in {runs_path}")
+    data = None if data_dir is None else str(data_dir)
+    t_start = time.perf_counter()
+    phase_seconds: dict[str, float] = {}
+
+    from neuron_importance.continual import BENCHMARKS
+
+    def n_tasks(b: str) -> int:
+        if b == "permuted-mnist" and settings.permuted_tasks:
+            return settings.permuted_tasks
+        return BENCHMARKS[b]
+
+    orders = {b: task_orders(n_tasks(b), settings.n_orders, settings.seed)
+              for b in set(settings.benchmarks) | set(settings.ablation_benchmarks)}
+
+    def execute_all(phase: str, specs: list[RunSpec]) -> list[dict[str, Any]]:
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        keyed = [(s, s.key(settings)) for s in specs]
+        todo = [(s, k) for s, k in keyed if k not in done]
+        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=phase,
+                   disable=not progress, unit="run")
+
+        def finish(rec: dict[str, Any]) -> None:
+            _append(runs_path, rec)
+            done[rec["key"]] = rec
+            (ckpt_dir / f"{rec['key']}.pt").unlink(missing_ok=True)
+            bar.update(1)
+            bar.set_postfix_str(f"{rec['benchmark']} {rec['method']} {rec['acc']:.2f}")
+
+        try:
+            if settings.jobs == 1 or len(todo) <= 1:
+                for s, k in todo:
+                    finish(_execute(s, settings, data, str(ckpt_dir), k))
+            else:
+                import multiprocessing as mp
+
+                with ProcessPoolExecutor(settings.jobs, mp_context=mp.get_context("spawn")) as ex:
+                    # group by benchmark so each worker loads one benchmark's data at a time
+                    pending = {ex.submit(_execute, s, settings, data, str(ckpt_dir), k)
+                               for s, k in sorted(todo, key=lambda sk: sk[0].benchmark)}
+                    while pending:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            finish(fut.result())
+        finally:
+            bar.close()
+        phase_seconds[phase] = phase_seconds.get(phase, 0.0) + time.perf_counter() - t0
+        return [done[k] for _, k in keyed]
+
+    def spec(phase, b, m, order, hp, scenario="task", variant=""):
+        return RunSpec(phase, b, m, tuple(order), tuple(sorted(hp.items())),
+                       settings.epochs.get(b, max(settings.epochs.values())), scenario, variant)
+
+    def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
+        return {**settings.nai_options, **point} if m == "nai" else dict(point)
+
+    # 1. tuning on order 0 with the validation split
+    tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p))
+                  for b in settings.benchmarks for m in settings.methods if m in settings.grids
+                  for p in _grid_points(settings.grids[m])]
+    tune_recs = execute_all("tune", tune_specs)
+    chosen: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in settings.benchmarks}
+    tuning: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in settings.benchmarks}
+    for rec in tune_recs:
+        tuning[rec["benchmark"]].setdefault(rec["method"], []).append(
+            {"hyperparameters": rec["hyperparameters"], "val_acc": rec["val_acc"],
+             "test_acc": rec["acc"]})
+    for b in settings.benchmarks:
+        for m in settings.methods:
+            if m in tuning[b]:
+                best = max(tuning[b][m], key=lambda r: r["val_acc"])
+                chosen[b][m] = dict(best["hyperparameters"])
+            else:
+                chosen[b][m] = hp_of(m, {}) if m != "nai" else {}
+        log(f"{b}: tuned on order 0 (validation): " + "; ".join(
+            f"{m} {v}" for m, v in chosen[b].items() if v))
+
+    # 2. main runs: every method on every order (task-incremental), plus class-IL
+    main_specs = [spec("main", b, m, o, chosen[b][m])
+                  for b in settings.benchmarks for m in settings.methods for o in orders[b]]
+    split_benchmarks = [b for b in settings.benchmarks if b != "permuted-mnist"]
+    class_specs = [spec("class-il", b, m, orders[b][0],
+                        chosen[b].get(m, {}), scenario="class")
+                   for b in split_benchmarks for m in settings.class_il_methods]
+    main_recs = execute_all("main", main_specs)
+    class_recs = execute_all("class-il", class_specs)
+
+    # 3. NAI ablation with the tuned λ
+    abl_specs = []
+    for b in settings.ablation_benchmarks:
+        if "nai" not in chosen.get(b, {}):
+            continue
+        base = chosen[b]["nai"]
+        for variant in [{}] + settings.ablation:
+            name = ",".join(f"{k}={v}" for k, v in variant.items()) or "default"
+            for o in orders[b][: settings.ablation_orders]:
+                abl_specs.append(spec("ablation", b, "nai", o, {**base, **variant},
+                                      variant=name))
+    abl_recs = execute_all("ablation", abl_specs)
+
+    res = _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
+    res["seconds"] = {"total_this_invocation": round(time.perf_counter() - t_start, 1),
+                      "by_phase_this_invocation": {k: round(v, 1) for k, v in
+                                                   phase_seconds.items()},
+                      "sum_of_run_seconds": round(sum(r["seconds"] for r in done.values()), 1)}
+    res["files"] = _write_outputs(out, res)
+    return res
+
+
+def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs):
+    runs = [{k: r[k] for k in ("benchmark", "method", "order", "acc", "bwt", "forgetting",
+                               "fwt", "acc_matrix", "hyperparameters", "seconds",
+                               "final_by_task", "init_acc")}
+            for r in main_recs]
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for b in settings.benchmarks:
+        summary[b] = {}
+        for m in settings.methods:
+            rs = [r for r in main_recs if r["benchmark"] == b and r["method"] == m]
+            accs = np.array([r["acc"] for r in rs])
+            per_task = {}
+            for t in rs[0]["final_by_task"]:
+                per_task[t] = float(np.std([r["final_by_task"][t] for r in rs]))
+            summary[b][m] = {
+                "mean": float(accs.mean()), "std": float(accs.std()),
+                "worst": float(accs.min()), "best": float(accs.max()),
+                "bwt": float(np.mean([r["bwt"] for r in rs])),
+                "forgetting": float(np.mean([r["forgetting"] for r in rs])),
+                "fwt": float(np.mean([r["fwt"] for r in rs])),
+                "task_order_sensitivity": per_task,
+                "mean_task_order_sensitivity": float(np.mean(list(per_task.values()))),
+                "n_orders": len(rs),
+                "hyperparameters": chosen[b][m],
+            }
+    goals = {}
+    regs = [m for m in ("ewc", "si", "mas") if m in settings.methods]
+    for b in settings.benchmarks:
+        s = summary[b]
+        g: dict[str, Any] = {}
+        if b in GOALS and "nai" in s:
+            g["acc_goal"] = GOALS[b]
+            g["nai_meets_acc_goal"] = s["nai"]["mean"] >= GOALS[b]
+        if "nai" in s and regs:
+            best_mean = max(s[m]["mean"] for m in regs)
+            best_worst = max(s[m]["worst"] for m in regs)
+            min_std = min(s[m]["std"] for m in settings.methods
+                          if m not in ("finetune",))
+            g["nai_mean_at_or_above_best_baseline"] = s["nai"]["mean"] >= best_mean
+            g["nai_worst_at_or_above_best_baseline"] = s["nai"]["worst"] >= best_worst
+            g["nai_smallest_std_among_regularisers"] = s["nai"]["std"] <= min(
+                s[m]["std"] for m in regs)
+            g["best_baseline_mean"], g["best_baseline_worst"] = best_mean, best_worst
+            g["smallest_std_any_method_but_finetune"] = min_std
+        goals[b] = g
+    ablation: dict[str, dict[str, Any]] = {}
+    for r in abl_recs:
+        a = ablation.setdefault(r["benchmark"], {}).setdefault(
+            r["variant"], {"accs": [], "val_accs": [], "bwts": []})
+        a["accs"].append(r["acc"])
+        a["val_accs"].append(r["val_acc"])
+        a["bwts"].append(r["bwt"])
+    for b in ablation:
+        for v in ablation[b].values():
+            v["mean"] = float(np.mean(v["accs"]))
+            v["worst"] = float(np.min(v["accs"]))
+            v["val_mean"] = float(np.mean(v["val_accs"]))
+            v["bwt"] = float(np.mean(v["bwts"]))
+    class_il = {f"{r['benchmark']}/{r['method']}": {"acc": r["acc"], "bwt": r["bwt"],
+                                                    "acc_matrix": r["acc_matrix"]}
+                for r in class_recs}
+    from neuron_importance.continual import NAIOptions
+
+    return {
+        "experiment": "continual",
+        "settings": {**asdict(settings), "nai_defaults": asdict(NAIOptions())},
+        "machine": machine_info(),
+        "orders": orders,
+        "tuning": tuning,
+        "chosen_hyperparameters": chosen,
+        "runs": runs,
+        "summary": summary,
+        "goals": goals,
+        "class_incremental": class_il,
+        "ablation": ablation,
+        "metric_definitions": {
+            "acc": "mean over tasks of the final test accuracy (%)",
+            "bwt": "1/(T-1) sum_{i<T} (R[T,i] - R[i,i]) (GEM, averaged over T-1)",
+            "forgetting": "1/(T-1) sum_{j<T} (max_{l<T} R[l,j] - R[T,j]) (Chaudhry et al.)",
+            "fwt": "1/(T-1) sum_{i>=2} (R[i-1,i] - b_i), b = accuracy at initialisation",
+            "std": "population std (ddof 0) of the final ACC across task orders",
+            "task_order_sensitivity": "std across orders of one task identity's final "
+                                      "accuracy",
+        },
+    }
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def _plot_acc_by_order(res: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = list(res["summary"])
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 4), squeeze=False)
+    for ax, b in zip(axes[0], benches):
+        methods = list(res["summary"][b])
+        for i, m in enumerate(methods):
+            accs = [r["acc"] for r in res["runs"] if r["benchmark"] == b and r["method"] == m]
+            ax.scatter([i] * len(accs), accs, s=18, alpha=0.7,
+                       color="C3" if m == "nai" else "C0")
+            ax.plot([i - 0.3, i + 0.3], [np.mean(accs)] * 2, color="k", lw=1.5)
+        ax.set_xticks(range(len(methods)))
+        ax.set_xticklabels(methods, rotation=45, ha="right")
+        ax.set_title(f"{b}: final ACC per task order")
+        ax.set_ylabel("ACC (%)")
+        # zoom on the regularised methods; fine-tuning may lie far below
+        good = [r["acc"] for r in res["runs"] if r["benchmark"] == b and r["method"] != "finetune"]
+        if good:
+            ax.set_ylim(min(good) - 1.0, min(100.0, max(good) + 0.3))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = list(res["summary"])
+    methods = list(next(iter(res["summary"].values())))
+    fig, axes = plt.subplots(len(benches), len(methods),
+                             figsize=(1.9 * len(methods), 2.0 * len(benches)), squeeze=False)
+    for i, b in enumerate(benches):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            rs = [r for r in res["runs"] if r["benchmark"] == b and r["method"] == m]
+            if not rs:
+                ax.axis("off")
+                continue
+            mat = np.array(rs[0]["acc_matrix"])  # order 0
+            t = mat.shape[0]
+            masked = np.where(np.tril(np.ones((t, t))) > 0, mat, np.nan)
+            ax.imshow(masked, vmin=50, vmax=100, cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(m, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(b, fontsize=8)
+            ax.set_xlabel(f"ACC {rs[0]['acc']:.1f}", fontsize=8)
+    fig.suptitle("accuracy matrix R[i, j] (row: after task i, column: task j), order 0, "
+                 "colour 50-100 %", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
+    s = res["settings"]
+    lines = [
+        "# Continual learning with neuron activation importance: task-order study", "",
+        f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
+        f"(identity, reverse, seeded permutations); MLP {s['hidden']} with one head per task "
+        "(Permuted MNIST: one shared head); Adam lr 1e-3, batch "
+        f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
+        f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
+        "on order 0 with the validation split (10 % of each task's training data), then "
+        "frozen." + (f" Quick mode: {s['limit']} training images." if s["limit"] else ""), "",
+    ]
+    for b, ms in res["summary"].items():
+        lines += [f"## {b}", "",
+                  "| method | mean ACC | std | worst | BWT | forgetting | order sensitivity | "
+                  "hyperparameters |", "|---|---|---|---|---|---|---|---|"]
+        for m, v in ms.items():
+            hp = ", ".join(f"{k}={w}" for k, w in v["hyperparameters"].items()
+                           if k in ("lam", "c", "gamma")) or "-"
+            lines.append(f"| {m} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['worst'])} "
+                         f"| {_fmt(v['bwt'])} | {_fmt(v['forgetting'])} | "
+                         f"{_fmt(v['mean_task_order_sensitivity'])} | {hp} |")
+        g = res["goals"].get(b, {})
+        if g:
+            lines += ["", "Goals: " + "; ".join(f"{k} = {v}" for k, v in g.items())]
+        lines.append("")
+        tun = res["tuning"].get(b, {})
+        if tun:
+            lines += ["Tuning grid (order 0; validation ACC / test ACC):", ""]
+            for m, pts in tun.items():
+                cells = "; ".join(
+                    f"{','.join(str(v) for k, v in p['hyperparameters'].items() if k in ('lam', 'c'))}"
+                    f": {_fmt(p['val_acc'])}/{_fmt(p['test_acc'])}" for p in pts)
+                lines.append(f"- {m}: {cells}")
+            lines.append("")
+    if res["class_incremental"]:
+        lines += ["## Class-incremental (one 10-way head, order 0)", "",
+                  "| benchmark/method | ACC | BWT |", "|---|---|---|"]
+        for k, v in res["class_incremental"].items():
+            lines.append(f"| {k} | {_fmt(v['acc'])} | {_fmt(v['bwt'])} |")
+        lines.append("")
+    for b, variants in res["ablation"].items():
+        lines += [f"## NAI ablation on {b} (tuned λ, {s['ablation_orders']} orders)", "",
+                  "| variant | mean ACC | worst | val ACC | BWT |", "|---|---|---|---|---|"]
+        for name, v in sorted(variants.items(), key=lambda kv: -kv[1]["val_mean"]):
+            lines.append(f"| {name} | {_fmt(v['mean'])} | {_fmt(v['worst'])} | "
+                         f"{_fmt(v['val_mean'])} | {_fmt(v['bwt'])} |")
+        lines.append("")
+    m = res["machine"]
+    lines += [f"Figures: {', '.join(files)}.", "",
+              f"Run time: {res['seconds']['sum_of_run_seconds']} s of training summed over "
+              f"runs; this invocation {res['seconds']['total_this_invocation']} s on "
+              f"{m['cpu']} ({m['logical_cpus']} CPUs), torch {m['torch']}, jobs "
+              f"{s['jobs']}.", ""]
+    return "\n".join(lines)
+
+
+def _write_outputs(out: Path, res: dict[str, Any]) -> list[str]:
+    files = ["acc_by_order.png", "accuracy_matrices.png"]
+    _plot_acc_by_order(res, out / files[0])
+    _plot_matrices(res, out / files[1])
+    all_files = ["results.json", "report.md", "runs.jsonl", *files]
+    res_with_files = {**res, "files": all_files}
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(res_with_files, indent=1, default=str))
+    os.replace(tmp, out / "results.json")
+    (out / "report.md").write_text(_report(res_with_files, files))
+    return all_files
+
+
+def reproduce(
+    out_dir: str | Path, quick: bool = False, data_dir: str | Path | None = None, seed: int = 0,
+    progress: bool = True, log: Callable[[str], None] = print,
+    settings: StudySettings | None = None, **overrides: Any,
+) -> dict[str, Any]:
+    """Run the full (or quick) study; ``overrides`` replace fields of the preset."""
+    if settings is None:
+        settings = StudySettings.quick_mode(seed) if quick else StudySettings.full(seed)
+    if overrides:
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    return run_study(out_dir, settings, data_dir=data_dir, progress=progress, log=log)
+
+
+def headline(res: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for b, ms in res["summary"].items():
+        parts = [f"{m} {v['mean']:.2f}±{v['std']:.2f} (worst {v['worst']:.2f})"
+                 for m, v in ms.items()]
+        lines.append(f"{b}: " + "; ".join(parts))
+    return lines

@@ -1,0 +1,239 @@
+"""Task streams from IDX files and the ``reproduce continual`` study, on synthetic IDX data.
+
+The data are made here (10 classes, a bright bar per class plus noise, written as MNIST-named
+IDX files) so the tests run without the shared data folder; one test also checks the real
+MNIST stream when the shared folder is present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuron_importance.cli.main import main
+from neuron_importance.cli.reproduce import EXPERIMENTS
+from neuron_importance.continual import make_stream
+from neuron_importance.data.idx import write_idx
+from neuron_importance.experiments.continual import StudySettings, run_study, task_orders
+
+N_TRAIN, N_TEST = 800, 200
+
+
+def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = rng.integers(0, 60, size=(len(labels), 28, 28))
+    for i, c in enumerate(labels):
+        x[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 255  # class c: a bar at row 2 + 2c
+    return x.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for sub in ("mnist", "fashion-mnist"):
+        d = root / sub
+        d.mkdir()
+        for split, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+            y = (np.arange(n) % 10).astype(np.uint8)
+            rng.shuffle(y)
+            # names without .gz: only the real gzip files are checksum-verified
+            write_idx(d / f"{split}-images-idx3-ubyte", _images(y, rng))
+            write_idx(d / f"{split}-labels-idx1-ubyte", y)
+    return root
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def test_split_stream_pairs_labels_and_validation(data_root: Path) -> None:
+    s = make_stream("split-mnist", data_dir=data_root, val_fraction=0.25)
+    assert len(s) == 5 and not s.shared_head and s.head_sizes == (2,) * 5
+    for t, task in enumerate(s.tasks):
+        assert task.classes == (2 * t, 2 * t + 1)
+        assert set(task.yg_train.tolist()) == {2 * t, 2 * t + 1}
+        assert torch.equal(task.y_train, (task.yg_train == 2 * t + 1).long())
+        n = task.x_train.shape[0] + task.x_val.shape[0]
+        assert n == N_TRAIN // 5 and task.x_val.shape[0] == round(0.25 * n)
+        assert task.x_train.shape[1] == 784 and task.x_test.shape[0] == N_TEST // 5
+    # standardised with the MNIST constants: a 0 pixel maps to -0.1307 / 0.3081
+    raw0 = s.tasks[0].x_train.min().item()
+    assert raw0 == pytest.approx(-0.1307 / 0.3081, rel=1e-5)
+
+
+def test_permuted_stream_and_orders(data_root: Path) -> None:
+    s = make_stream("permuted-mnist", data_dir=data_root, n_tasks=3)
+    assert s.shared_head and len(s) == 3
+    a, b = s.tasks[0].x_test, s.tasks[1].x_test
+    assert not torch.equal(a, b)
+    # the same pixels, permuted: per-image sorted values agree
+    torch.testing.assert_close(a.sort(1).values, b.sort(1).values)
+    again = make_stream("permuted-mnist", data_dir=data_root, n_tasks=3, order=[2, 0, 1])
+    assert [t.identity for t in again.tasks] == [2, 0, 1]
+    torch.testing.assert_close(again.tasks[0].x_test, make_stream(
+        "permuted-mnist", data_dir=data_root, n_tasks=3).tasks[2].x_test)
+    with pytest.raises(ValueError, match="permutation of 0..2"):
+        make_stream("permuted-mnist", data_dir=data_root, n_tasks=3, order=[0, 0, 1])
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        make_stream("split-cifar", data_dir=data_root)
+
+
+def test_task_orders_are_distinct_permutations() -> None:
+    orders = task_orders(5, 5, seed=0)
+    assert orders[0] == [0, 1, 2, 3, 4] and orders[1] == [4, 3, 2, 1, 0]
+    assert len({tuple(o) for o in orders}) == 5
+    assert all(sorted(o) == list(range(5)) for o in orders)
+    assert task_orders(5, 5, seed=0) == orders
+
+
+def test_real_mnist_stream_when_present() -> None:
+    try:
+        s = make_stream("split-mnist")
+    except FileNotFoundError:
+        pytest.skip("shared MNIST data not found")
+    sizes = [t.x_train.shape[0] + t.x_val.shape[0] for t in s.tasks]
+    assert sizes == [12665, 12089, 11263, 12183, 11800]  # MNIST digits per pair
+    assert sum(t.x_test.shape[0] for t in s.tasks) == 10000
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def tiny_settings(**kw) -> StudySettings:
+    base = dict(
+        benchmarks=["split-mnist", "permuted-mnist"], methods=["finetune", "ewc", "nai"],
+        n_orders=2, epochs={"split-mnist": 1, "permuted-mnist": 1},
+        grids={"ewc": {"lam": [10.0, 100.0]}, "nai": {"lam": [0.1, 1.0]}},
+        ablation=[{"map": "out"}], ablation_benchmarks=["split-mnist"], ablation_orders=1,
+        permuted_tasks=2, hidden=(16,), batch_size=64, class_il_methods=["finetune"],
+    )
+    base.update(kw)
+    return StudySettings(**base)
+
+
+def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) -> None:
+    logs: list[str] = []
+    res = run_study(tmp_path, tiny_settings(), data_dir=data_root, progress=False,
+                    log=logs.append)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {"runs", "summary", "orders", "tuning", "ablation", "goals"} <= set(data)
+    assert len(data["runs"]) == 2 * 3 * 2  # benchmarks x methods x orders
+    for r in data["runs"]:
+        assert {"benchmark", "method", "order", "acc", "bwt", "forgetting",
+                "acc_matrix"} <= set(r)
+        t = len(r["order"])
+        assert np.array(r["acc_matrix"]).shape == (t, t)
+        assert r["acc"] == pytest.approx(np.mean(r["acc_matrix"][-1]))
+    for b in ("split-mnist", "permuted-mnist"):
+        for m in ("finetune", "ewc", "nai"):
+            s = data["summary"][b][m]
+            accs = [r["acc"] for r in data["runs"] if r["benchmark"] == b and r["method"] == m]
+            assert s["mean"] == pytest.approx(np.mean(accs))
+            assert s["worst"] == pytest.approx(min(accs))
+            assert s["std"] == pytest.approx(np.std(accs))
+    # the chosen λ is the grid point with the best validation accuracy on order 0
+    tun = data["tuning"]["split-mnist"]["ewc"]
+    best = max(tun, key=lambda p: p["val_acc"])["hyperparameters"]
+    assert data["chosen_hyperparameters"]["split-mnist"]["ewc"] == best
+    assert set(data["ablation"]["split-mnist"]) == {"default", "map=out"}
+    for f in res["files"]:
+        assert (tmp_path / f).stat().st_size > 0
+    assert (tmp_path / "acc_by_order.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # cleaned after each run
+    n_lines = len((tmp_path / "runs.jsonl").read_text().splitlines())
+
+    # a second call recomputes nothing
+    logs.clear()
+    again = run_study(tmp_path, tiny_settings(), data_dir=data_root, progress=False,
+                      log=logs.append)
+    assert logs[0].startswith(f"resuming: {n_lines} finished runs")
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == n_lines
+    assert again["summary"] == res["summary"]
+
+
+def test_bad_study_settings_fail_before_training(tmp_path: Path, data_root: Path) -> None:
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        run_study(tmp_path, tiny_settings(grids={"ewc": {"lam": [-1.0]}}), data_dir=data_root,
+                  progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="unknown method 'hat'"):
+        run_study(tmp_path, tiny_settings(methods=["hat"]), data_dir=data_root,
+                  progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="norm='l1' is not one of"):
+        run_study(tmp_path, tiny_settings(ablation=[{"norm": "l1"}]), data_dir=data_root,
+                  progress=False, log=lambda m: None)
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) -> None:
+    assert "continual" in EXPERIMENTS
+    out = tmp_path / "out"
+    code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
+                 "--data-dir", str(data_root), "--benchmarks", "split-mnist",
+                 "--methods", "finetune,nai", "--orders", "2"])
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["summary"]) == {"split-mnist"}
+    assert set(data["summary"]["split-mnist"]) == {"finetune", "nai"}
+    assert all(len(r["order"]) == 5 for r in data["runs"]) and len(data["runs"]) == 4
+    assert (out / "report.md").read_text().startswith("# Continual learning")
+    code = main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--methods", "finetune,lwf"])
+    assert code == 2
+    assert "unknown method 'lwf'" in capsys.readouterr().err
+
+
+def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:
+    code = (
+        "import sys; from neuron_importance.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "reproduce", "continual", "--quick", "--quiet",
+         "--out", str(out), "--data-dir", str(data_root), "--benchmarks", "split-mnist",
+         "--methods", "finetune,ewc,nai", "--orders", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_mid_study_then_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, data_root: Path
+) -> None:
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    p = _run_cli(ref, data_root)
+    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
+
+    p = _run_cli(killed, data_root)
+    runs = killed / "runs.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if runs.exists() and len(runs.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    if p.poll() is not None:
+        pytest.skip("the study finished before it could be killed")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    n_before = len(runs.read_text().splitlines())
+    assert 3 <= n_before
+    p = _run_cli(killed, data_root)
+    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
+
+    def by_key(path: Path) -> dict:
+        return {json.loads(line)["key"]: json.loads(line) for line in
+                (path / "runs.jsonl").read_text().splitlines()}
+
+    a, b = by_key(ref), by_key(killed)
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k]["acc_matrix"] == b[k]["acc_matrix"], a[k]["method"]
+    ra = json.loads((ref / "results.json").read_text())["summary"]
+    rb = json.loads((killed / "results.json").read_text())["summary"]
+    assert ra == rb
