@@ -211,7 +211,7 @@ def test_nai_weight_importance_follows_the_unit_statistics() -> None:
     model = ContinualMLP(4, (3, 2), (2,))
     _set_weights(model)
     x = torch.randn(50, 4)
-    nai = NAI(1.0, NAIOptions(norm="none", map="max", stat="mean"))
+    nai = NAI(1.0, NAIOptions(norm="none", map="max", stat="mean", input_importance="none"))
     data = TaskData(x, torch.zeros(50, dtype=torch.long), lambda v: model(v, task=0), 0, 0)
     nai.after_task(model, data)
     with torch.no_grad():
@@ -229,6 +229,26 @@ def test_nai_weight_importance_follows_the_unit_statistics() -> None:
     first = nai.omega["trunk.2.weight"].clone()
     nai.after_task(model, data)
     torch.testing.assert_close(nai.omega["trunk.2.weight"], 1.9 * first)
+
+
+@pytest.mark.parametrize("stat, input_stat", [("mean", torch.abs), ("sq", torch.square)])
+def test_nai_input_importance_enters_the_first_layer(stat: str, input_stat) -> None:
+    torch.manual_seed(0)
+    model = ContinualMLP(4, (3,), (2,))
+    x = torch.randn(60, 4) + torch.tensor([0.0, 1.0, 2.0, 3.0])
+    nai = NAI(1.0, NAIOptions(norm="mean", map="prod", stat=stat,
+                              input_importance="activation"))
+    nai.after_task(model, TaskData(x, torch.zeros(60, dtype=torch.long),
+                                   lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        h = torch.relu(model.trunk[0](x))
+    unit = h.mean(0) if stat == "mean" else h.square().mean(0)
+    unit = unit / unit.mean()
+    inp = input_stat(x).mean(0)
+    inp = inp / inp.mean()
+    torch.testing.assert_close(nai.omega["trunk.0.weight"], unit[:, None] * inp[None, :])
+    torch.testing.assert_close(nai.omega["trunk.0.bias"], unit)
+    assert "input" not in nai.node  # inputs have no incoming weights to hold
 
 
 @pytest.mark.parametrize("map_, expected", [
@@ -255,11 +275,15 @@ def test_nai_shared_head_uses_clipped_mean_logits() -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (5,), shared_head=True)
     x = torch.randn(40, 4)
-    nai = NAI(1.0, NAIOptions(norm="none"))
+    nai = NAI(1.0, NAIOptions(norm="none", head_importance="logit"))
     nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
     with torch.no_grad():
         logits = model(x)
     torch.testing.assert_close(nai.omega["heads.0.bias"], logits.mean(0).clamp_min(0))
+    # the default: every unit of a shared head matters to every task
+    uniform = NAI(1.0, NAIOptions(norm="none"))
+    uniform.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
+    torch.testing.assert_close(uniform.omega["heads.0.bias"], torch.ones(5))
 
 
 def test_nai_penalty_is_the_weighted_quadratic_and_zero_at_the_anchor() -> None:

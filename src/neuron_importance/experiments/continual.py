@@ -40,22 +40,24 @@ GOALS = {"split-mnist": 99.7, "permuted-mnist": 95.0}
 
 #: grids of the strength hyperparameter, per method (UCL's MLP grids widened to log grids)
 FULL_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "l2": {"lam": [1e-3, 1e-2, 1e-1, 1.0]},
-    "ewc": {"lam": [1e2, 1e3, 1e4, 1e5]},
-    "online-ewc": {"lam": [1e2, 1e3, 1e4, 1e5]},
-    "si": {"c": [0.1, 1.0, 10.0, 100.0]},
-    "mas": {"lam": [0.1, 1.0, 10.0, 100.0]},
-    "nai": {"lam": [0.1, 1.0, 10.0, 100.0]},
+    "l2": {"lam": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "ewc": {"lam": [1e1, 1e2, 1e3, 1e4, 1e5]},
+    "online-ewc": {"lam": [1e1, 1e2, 1e3, 1e4, 1e5]},
+    "si": {"c": [0.01, 0.1, 1.0, 10.0, 100.0]},
+    "mas": {"lam": [0.01, 0.1, 1.0, 10.0, 100.0]},
+    "nai": {"lam": [0.01, 0.1, 1.0, 10.0, 100.0]},
 }
 
 #: NAI ablation: one switch at a time away from the defaults
 ABLATION: list[dict[str, Any]] = [
+    {"map": "max", "input_importance": "none"},  # the notes' default
+    {"input_importance": "none"},
+    {"map": "max"}, {"map": "mean"}, {"map": "min"}, {"map": "out"},
     {"stat": "abs"}, {"stat": "sq"}, {"stat": "nonzero"}, {"stat": "pre"},
     {"norm": "none"}, {"norm": "max"}, {"norm": "zscore"}, {"norm": "rank"},
-    {"map": "out"}, {"map": "min"}, {"map": "prod"},
     {"acc": "max"}, {"acc": "sum"},
     {"penalty": "group"},
-    {"source": "conductance"},
+    {"source": "conductance", "n_samples": 2000},
     {"collect_mode": "train"},
     {"reinit": 0.1},
 ]
@@ -94,7 +96,7 @@ class StudySettings:
             epochs={"split-mnist": 6, "split-fashion-mnist": 6, "permuted-mnist": 3},
             grids={k: dict(v) for k, v in FULL_GRIDS.items()},
             ablation=[dict(a) for a in ABLATION], ablation_benchmarks=["split-mnist"],
-            ablation_orders=3, class_il_methods=["finetune", "ewc", "si", "mas", "nai"],
+            ablation_orders=2, class_il_methods=["finetune", "ewc", "si", "mas", "nai"],
             seed=seed,
         )
 
@@ -103,10 +105,10 @@ class StudySettings:
         return cls(
             benchmarks=["split-mnist", "split-fashion-mnist", "permuted-mnist"],
             methods=list(ALL_METHODS), n_orders=2,
-            epochs={"split-mnist": 1, "split-fashion-mnist": 1, "permuted-mnist": 1},
-            grids={k: {p: vals[1:3] for p, vals in v.items()} for k, v in FULL_GRIDS.items()},
+            epochs={"split-mnist": 3, "split-fashion-mnist": 3, "permuted-mnist": 3},
+            grids={k: {p: vals[1:4:2] for p, vals in v.items()} for k, v in FULL_GRIDS.items()},
             ablation=[{"norm": "zscore"}, {"map": "out"}], ablation_benchmarks=["split-mnist"],
-            ablation_orders=1, limit=3000, permuted_tasks=3, hidden=(64, 64),
+            ablation_orders=1, limit=5000, permuted_tasks=3, hidden=(64, 64),
             class_il_methods=["finetune", "nai"], seed=seed,
         )
 
