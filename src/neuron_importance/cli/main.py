@@ -23,7 +23,7 @@ import neuron_importance
 PROG = "neuron-importance"
 
 #: subcommand modules, in the order they are listed by ``--help``
-SUBCOMMANDS: tuple[str, ...] = ("explain", "demo", "reproduce")
+SUBCOMMANDS: tuple[str, ...] = ("explain", "attribute", "demo", "reproduce")
 
 EXIT_USER_ERROR = 2
 
