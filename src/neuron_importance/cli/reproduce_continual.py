@@ -28,7 +28,8 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
         "permutations), run class-incremental learning for a few methods and an ablation of "
         "the NAI options. Each finished run is appended to DIR/runs.jsonl and each run "
         "checkpoints after every task, so the same command resumes an interrupted study. "
-        "Writes results.json, report.md, acc_by_order.png and accuracy_matrices.png.",
+        "Writes results.json, report.md, acc_by_order.png, accuracy_matrices.png and "
+        "task_curves.png.",
         quick_text="5000 training images, 3 epochs per task, Permuted MNIST with 3 tasks, "
         "2 orders, 2-point grids, a 64-64 MLP (under 3 minutes on 2 cores)",
     )

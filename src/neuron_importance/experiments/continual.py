@@ -531,6 +531,43 @@ def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_task_curves(res: Mapping[str, Any], path: Path) -> None:
+    """Per-task accuracy after each training stage (columns of R), order 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = list(res["summary"])
+    methods = list(next(iter(res["summary"].values())))
+    fig, axes = plt.subplots(len(benches), len(methods),
+                             figsize=(2.1 * len(methods), 2.0 * len(benches)),
+                             squeeze=False, sharey="row")
+    for i, b in enumerate(benches):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            rs = [r for r in res["runs"] if r["benchmark"] == b and r["method"] == m]
+            if not rs:
+                ax.axis("off")
+                continue
+            mat = np.array(rs[0]["acc_matrix"])
+            t = mat.shape[0]
+            for k in range(t):
+                ax.plot(range(k + 1, t + 1), mat[k:, k], lw=1)
+            ax.set_xticks(range(1, t + 1, max(1, t // 5)))
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(m, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{b}\nacc (%)", fontsize=8)
+    fig.suptitle("accuracy of each task (one line per task) after each training stage, "
+                 "order 0", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
@@ -593,9 +630,10 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
 
 
 def _write_outputs(out: Path, res: dict[str, Any]) -> list[str]:
-    files = ["acc_by_order.png", "accuracy_matrices.png"]
+    files = ["acc_by_order.png", "accuracy_matrices.png", "task_curves.png"]
     _plot_acc_by_order(res, out / files[0])
     _plot_matrices(res, out / files[1])
+    _plot_task_curves(res, out / files[2])
     all_files = ["results.json", "report.md", "runs.jsonl", *files]
     res_with_files = {**res, "files": all_files}
     tmp = out / "results.json.tmp"
