@@ -92,6 +92,7 @@ from ..attribution._common import (
 # Integrated Gradients uses (same rows per pass, same tiling rule).
 from ..attribution.quadrature import quadrature
 from ._layers import capture_layer, resolve_layer
+from ._receptive import accumulate_cropped_grads, crop_plan
 
 __all__ = ["METHODS", "NeuronConductance", "TotalConductance"]
 
@@ -547,6 +548,14 @@ class NeuronConductance(_LayerPathMethod):
     ``torch.autograd.grad`` calls with ``retain_graph`` is used rather than
     ``is_grads_batched``: the vmapped backward was 2–4× slower on CPU for convolutions.
 
+    **Receptive-field fast path.** When the model is an ``nn.Sequential`` and everything up to
+    the layer is convolutions / pooling without padding, elementwise activations and eval-mode
+    dropout / batch norm (:func:`~._receptive.crop_plan`), a neuron's input gradient is computed
+    on its receptive field only: the crops of all selected neurons are stacked, the last
+    convolution computes only each neuron's own channel, and one backward pass gives every
+    neuron's gradient. Same values up to float rounding (tested against the general path);
+    on the MNIST CNN's second conv layer this made 32 neurons about 7× cheaper.
+
     Args:
         model, layer, layer_output_index: as for :class:`TotalConductance`.
     """
@@ -651,10 +660,14 @@ class NeuronConductance(_LayerPathMethod):
             torch.zeros((n_neurons,) + tuple(x.shape), dtype=x.dtype, device=x.device) for x in s.xs
         )
         index = torch.tensor(flat, dtype=torch.long, device=s.xs[0].device)
+        # conv neurons of a plain Sequential: each neuron's input gradient on its receptive
+        # field only (neurons/_receptive.py), instead of a full backward pass per neuron
+        plan = crop_plan(self.model, self.layer_name, self.layer_output_index, s.xs, s.extra,
+                         s.layer_shape)
         for steps, rows in chunk_plan(len(alphas), s.n, internal_batch_size):
             points, args, idx_c, m = self._path_points(s, alphas, steps, rows)
             k = len(steps)
-            leaves = tuple(p.detach().requires_grad_(True) for p in points)
+            leaves = tuple(p.detach().requires_grad_(plan is None) for p in points)
             with torch.enable_grad():
                 t, z, out = self._forward_cut(leaves, args)
                 self._check_rows(z, k * m, s.layer_shape)
@@ -663,6 +676,10 @@ class NeuronConductance(_LayerPathMethod):
                 w = torch.tensor([weights[j] for j in steps], dtype=g.dtype, device=g.device)
                 wg = g.reshape(k, m, -1).index_select(2, index) * w.view(k, 1, 1)
                 wg = wg.reshape(k * m, n_neurons)
+                if plan is not None:
+                    accumulate_cropped_grads(plan, leaves[0], s.layer_shape, flat, wg,
+                                             totals[0], rows, k, m)
+                    continue
                 if not t.requires_grad:  # the layer does not depend on the inputs
                     continue
                 y_sel = t.reshape(k * m, -1).index_select(1, index)
