@@ -237,3 +237,17 @@ def test_sigkill_mid_study_then_resume_equals_an_uninterrupted_run(
     ra = json.loads((ref / "results.json").read_text())["summary"]
     rb = json.loads((killed / "results.json").read_text())["summary"]
     assert ra == rb
+
+
+def test_grid_edge_extension_rule() -> None:
+    from neuron_importance.experiments.continual import _edge_extension
+
+    def recs(best: float) -> list[dict]:
+        return [{"hyperparameters": {"lam": v}, "val_acc": 90.0 + (v == best)}
+                for v in (0.01, 0.1, 1.0)]
+
+    grid = {"lam": [0.01, 0.1, 1.0]}
+    assert _edge_extension(grid, recs(0.01)) == {"lam": [0.001, 0.01, 0.1, 1.0]}
+    assert _edge_extension(grid, recs(1.0)) == {"lam": [0.01, 0.1, 1.0, 10.0]}
+    assert _edge_extension(grid, recs(0.1)) is None  # an inner optimum stays
+    assert _edge_extension({"lam": [0.0, 1.0]}, recs(0.0)) is None

@@ -87,6 +87,7 @@ class StudySettings:
     class_il_methods: list[str] = field(default_factory=list)
     seed: int = 0
     jobs: int = 1
+    max_extensions: int = 2
 
     @classmethod
     def full(cls, seed: int = 0) -> StudySettings:
@@ -150,6 +151,31 @@ def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
             seen.add(tuple(perm))
             orders.append(perm)
     return orders
+
+
+def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, Any]]
+                    ) -> dict[str, list[Any]] | None:
+    """A one-parameter grid with its best validation point at an edge, extended one step.
+
+    Geometric grids step by the ratio of their two outermost points on that side; other
+    grids (or several parameters, or an edge point that is 0) are not extended.
+    """
+    if len(grid) != 1 or not recs:
+        return None
+    (key, values), = grid.items()
+    pts = sorted(float(v) for v in values)
+    if len(pts) < 2 or pts[0] <= 0:
+        return None
+    best = max(recs, key=lambda r: r["val_acc"])["hyperparameters"].get(key)
+    if best is None:
+        return None
+    if float(best) == pts[0]:
+        extra = pts[0] * pts[0] / pts[1]
+    elif float(best) == pts[-1]:
+        extra = pts[-1] * pts[-1] / pts[-2]
+    else:
+        return None
+    return {key: sorted(pts + [float(f"{extra:.6g}")])}
 
 
 def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -324,11 +350,29 @@ def run_study(
     def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
         return {**settings.nai_options, **point} if m == "nai" else dict(point)
 
-    # 1. tuning on order 0 with the validation split
-    tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p))
-                  for b in settings.benchmarks for m in settings.methods if m in settings.grids
-                  for p in _grid_points(settings.grids[m])]
-    tune_recs = execute_all("tune", tune_specs)
+    # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
+    #    edge is extended by one step beyond that edge (up to max_extensions times), the same
+    #    rule for every method, so no method is held back by where its grid happened to end
+    grids = {b: {m: {k: list(v) for k, v in settings.grids[m].items()}
+                 for m in settings.methods if m in settings.grids}
+             for b in settings.benchmarks}
+    tune_recs: list[dict[str, Any]] = []
+    for _round in range(settings.max_extensions + 1):
+        tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p))
+                      for b in settings.benchmarks for m in grids[b]
+                      for p in _grid_points(grids[b][m])]
+        tune_recs = execute_all("tune", tune_specs)
+        extended = False
+        for b in settings.benchmarks:
+            for m, grid in grids[b].items():
+                recs = [r for r in tune_recs if r["benchmark"] == b and r["method"] == m]
+                new_points = _edge_extension(grid, recs)
+                if new_points:
+                    extended = True
+                    grid.update(new_points)
+                    log(f"{b} {m}: best grid point on the edge; grid extended to {new_points}")
+        if not extended:
+            break
     chosen: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in settings.benchmarks}
     tuning: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in settings.benchmarks}
     for rec in tune_recs:
