@@ -41,6 +41,8 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_names, metavar="M1,M2",
                    help="subset of finetune, joint, l2, ewc, online-ewc, si, mas, nai")
     p.add_argument("--orders", type=int, metavar="K", help="task orders per benchmark")
+    p.add_argument("--no-ablation", action="store_true",
+                   help="skip the NAI ablation variants (only the default is run)")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -59,6 +61,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ablation_benchmarks"] = None
     if args.methods:
         overrides["methods"] = args.methods
+    if args.no_ablation:
+        overrides["ablation"] = []
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                     progress=not args.quiet, log=log, **overrides)
     for line in headline(res):
