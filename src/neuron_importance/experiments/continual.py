@@ -540,7 +540,9 @@ def _plot_acc_by_order(res: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
+def _plot_order0_grid(res: Mapping[str, Any], path: Path, draw: Callable[[Any, dict], None],
+                      title: str, width: float, sharey: bool = False) -> None:
+    """One small panel per (benchmark, method) drawn by ``draw(ax, run)`` for order 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -549,7 +551,8 @@ def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
     benches = list(res["summary"])
     methods = list(next(iter(res["summary"].values())))
     fig, axes = plt.subplots(len(benches), len(methods),
-                             figsize=(1.9 * len(methods), 2.0 * len(benches)), squeeze=False)
+                             figsize=(width * len(methods), 2.0 * len(benches)),
+                             squeeze=False, sharey="row" if sharey else False)
     for i, b in enumerate(benches):
         for j, m in enumerate(methods):
             ax = axes[i][j]
@@ -557,59 +560,46 @@ def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
             if not rs:
                 ax.axis("off")
                 continue
-            mat = np.array(rs[0]["acc_matrix"])  # order 0
-            t = mat.shape[0]
-            masked = np.where(np.tril(np.ones((t, t))) > 0, mat, np.nan)
-            ax.imshow(masked, vmin=50, vmax=100, cmap="viridis")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            draw(ax, rs[0])  # the first run of a benchmark/method is order 0
             if i == 0:
                 ax.set_title(m, fontsize=9)
             if j == 0:
                 ax.set_ylabel(b, fontsize=8)
-            ax.set_xlabel(f"ACC {rs[0]['acc']:.1f}", fontsize=8)
-    fig.suptitle("accuracy matrix R[i, j] (row: after task i, column: task j), order 0, "
-                 "colour 50-100 %", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _draw_matrix(ax: Any, run: dict) -> None:
+    mat = np.array(run["acc_matrix"])
+    t = mat.shape[0]
+    ax.imshow(np.where(np.tril(np.ones((t, t))) > 0, mat, np.nan), vmin=50, vmax=100,
+              cmap="viridis")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"ACC {run['acc']:.1f}", fontsize=8)
+
+
+def _draw_task_curves(ax: Any, run: dict) -> None:
+    mat = np.array(run["acc_matrix"])
+    t = mat.shape[0]
+    for k in range(t):
+        ax.plot(range(k + 1, t + 1), mat[k:, k], lw=1, marker="o", ms=2)
+    ax.set_xticks(range(1, t + 1, max(1, t // 5)))
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _plot_matrices(res: Mapping[str, Any], path: Path) -> None:
+    _plot_order0_grid(res, path, _draw_matrix, "accuracy matrix R[i, j] (row: after task i, "
+                      "column: task j), order 0, colour 50-100 %", 1.9)
 
 
 def _plot_task_curves(res: Mapping[str, Any], path: Path) -> None:
-    """Per-task accuracy after each training stage (columns of R), order 0."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    benches = list(res["summary"])
-    methods = list(next(iter(res["summary"].values())))
-    fig, axes = plt.subplots(len(benches), len(methods),
-                             figsize=(2.1 * len(methods), 2.0 * len(benches)),
-                             squeeze=False, sharey="row")
-    for i, b in enumerate(benches):
-        for j, m in enumerate(methods):
-            ax = axes[i][j]
-            rs = [r for r in res["runs"] if r["benchmark"] == b and r["method"] == m]
-            if not rs:
-                ax.axis("off")
-                continue
-            mat = np.array(rs[0]["acc_matrix"])
-            t = mat.shape[0]
-            for k in range(t):
-                ax.plot(range(k + 1, t + 1), mat[k:, k], lw=1)
-            ax.set_xticks(range(1, t + 1, max(1, t // 5)))
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-            if i == 0:
-                ax.set_title(m, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"{b}\nacc (%)", fontsize=8)
-    fig.suptitle("accuracy of each task (one line per task) after each training stage, "
-                 "order 0", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Per-task accuracy (%) after each training stage (columns of R), order 0."""
+    _plot_order0_grid(res, path, _draw_task_curves, "accuracy (%) of each task (one line per "
+                      "task) after each training stage, order 0", 2.1, sharey=True)
 
 
 def _fmt(x: float) -> str:
