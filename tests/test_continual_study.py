@@ -251,3 +251,23 @@ def test_grid_edge_extension_rule() -> None:
     assert _edge_extension(grid, recs(1.0)) == {"lam": [0.01, 0.1, 1.0, 10.0]}
     assert _edge_extension(grid, recs(0.1)) is None  # an inner optimum stays
     assert _edge_extension({"lam": [0.0, 1.0]}, recs(0.0)) is None
+
+
+def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
+    """A change of NAI's defaults must not let a resumed study reuse runs made with the old ones."""
+    from dataclasses import dataclass
+
+    import neuron_importance.continual as continual
+    from neuron_importance.experiments.continual import RunSpec
+
+    settings = StudySettings.quick_mode()
+    nai = RunSpec("tune", "split-mnist", "nai", (0, 1, 2, 3, 4), (("lam", 1.0),), 3, "task")
+    ewc = RunSpec("tune", "split-mnist", "ewc", (0, 1, 2, 3, 4), (("lam", 1.0),), 3, "task")
+    before_nai, before_ewc = nai.key(settings), ewc.key(settings)
+    @dataclass(frozen=True)
+    class OtherDefaults(continual.NAIOptions):
+        stat: str = "abs"
+
+    monkeypatch.setattr(continual, "NAIOptions", OtherDefaults)
+    assert nai.key(settings) != before_nai
+    assert ewc.key(settings) == before_ewc

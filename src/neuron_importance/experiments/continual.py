@@ -50,10 +50,10 @@ FULL_GRIDS: dict[str, dict[str, list[Any]]] = {
 
 #: NAI ablation: one switch at a time away from the defaults
 ABLATION: list[dict[str, Any]] = [
-    {"map": "max", "input_importance": "none"},  # the notes' default
+    {"map": "max", "input_importance": "none", "stat": "mean"},  # the notes' default
     {"input_importance": "none"},
     {"map": "max"}, {"map": "mean"}, {"map": "min"}, {"map": "out"},
-    {"stat": "abs"}, {"stat": "sq"}, {"stat": "nonzero"}, {"stat": "pre"},
+    {"stat": "mean"}, {"stat": "abs"}, {"stat": "nonzero"}, {"stat": "pre"},
     {"norm": "none"}, {"norm": "max"}, {"norm": "zscore"}, {"norm": "rank"},
     {"acc": "max"}, {"acc": "sum"},
     {"penalty": "group"},
@@ -198,9 +198,17 @@ class RunSpec:
     variant: str = ""
 
     def key(self, settings: StudySettings) -> str:
+        extra: dict[str, Any] = {}
+        if self.method == "nai":
+            # the resolved options, so that a change of NAI's defaults never reuses old runs
+            from neuron_importance.continual import NAIOptions
+
+            extra["nai_options"] = asdict(NAIOptions(
+                **{k: v for k, v in self.hyperparameters if k != "lam"}))
         blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
                            "batch": settings.batch_size, "patience": settings.patience,
-                           "seed": settings.seed, "permuted_tasks": settings.permuted_tasks},
+                           "seed": settings.seed, "permuted_tasks": settings.permuted_tasks,
+                           **extra},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
