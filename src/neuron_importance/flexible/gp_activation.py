@@ -40,15 +40,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 EXTRAPOLATIONS = ("linear", "constant", "gp")
 INITS = ("identity", "relu", "zero")
 # Smallest acceptable reciprocal condition number of K + εI before the jitter is raised.
 _MIN_RCOND = {torch.float64: 1e-10, torch.float32: 1e-5}
 _MAX_ESCALATIONS = 20
+_NAN_MESSAGE = ("GPActivation received NaN inputs (check the data and the input normalisation; a "
+                "diverged upstream layer also produces NaN)")
 
 
 class JitterWarning(UserWarning):
@@ -65,62 +69,148 @@ def _nan_check(x: Tensor) -> bool:
         return bool(torch.isnan(x).any())
 
 
-class _GroupedRBF(torch.autograd.Function):
-    """Fused ``grouped_sum`` for a bank with fixed control abscissae (the training hot path).
-
-    ``out = k(clamp(x), c) @ W + min(x − lo, 0) @ S_lo + max(x − hi, 0) @ S_hi`` with the
-    kernel features ``k = exp(scale·(x − c)²)`` of shape ``(N, P·m)``. One graph node instead of
-    about a dozen; the backward reuses the saved features and differences. Gradient masks follow
-    torch's ``clamp``/``clamp_min``/``clamp_max`` (ties pass the gradient).
-    """
-
-    @staticmethod
-    def forward(ctx, x, c, lo, hi, scale, w, s_lo, s_hi, mode):  # noqa: D102
-        n, p = x.shape
-        m = c.shape[0]
-        xin = x if mode == "gp" else torch.clamp(x, lo, hi)
-        d = xin.unsqueeze(-1) - c  # (N, P, m)
-        k = (d * d).mul_(scale).exp_().reshape(n, p * m)
-        out = k @ w
-        e_lo = e_hi = None
-        if mode == "linear":
-            e_lo = (x - lo).clamp_max_(0)
-            e_hi = (x - hi).clamp_min_(0)
-            out.addmm_(e_lo, s_lo).addmm_(e_hi, s_hi)
-        ctx.mode = mode
-        ctx.save_for_backward(x, lo, hi, scale, w, s_lo, s_hi, d, k, e_lo, e_hi)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: D102
-        x, lo, hi, scale, w, s_lo, s_hi, d, k, e_lo, e_hi = ctx.saved_tensors
-        need_x, _, _, _, need_scale, need_w, need_slo, need_shi, _ = ctx.needs_input_grad
-        gx = g_scale = gw = gs_lo = gs_hi = None
-        if need_w:
-            gw = k.transpose(0, 1) @ g
-        if need_x or need_scale:
-            gk = (g @ w.transpose(0, 1)).mul_(k).reshape(d.shape)
-            t = gk.mul_(d)  # dL/dk · k · d
-            if need_scale:
-                g_scale = torch.dot(t.reshape(-1), d.reshape(-1))  # Σ dL/dk · k · d²
-            if need_x:
-                gx = t.sum(-1).mul_(2.0 * scale)
-                if ctx.mode != "gp":
-                    gx.mul_((x >= lo) & (x <= hi))
-                if ctx.mode == "linear":
-                    gx.addcmul_(g @ s_lo.transpose(0, 1), x <= lo)
-                    gx.addcmul_(g @ s_hi.transpose(0, 1), x >= hi)
-        if ctx.mode == "linear":
-            if need_slo:
-                gs_lo = e_lo.transpose(0, 1) @ g
-            if need_shi:
-                gs_hi = e_hi.transpose(0, 1) @ g
-        return gx, None, None, None, g_scale, gw, gs_lo, gs_hi, None
-
-
 def _plain(x: Tensor) -> bool:
     """No torch-function interception (DeepLIFT engine, guided backprop) is active on ``x``."""
     return not torch._C._is_torch_function_mode_enabled() and type(x) is Tensor
+
+
+class _BankConsts(NamedTuple):
+    """Constants of one fixed-grid bank on the fused path (fixed while the grid and ``ℓ`` are)."""
+
+    mode: str          # extrapolation
+    m: int             # number of control points
+    lo: float          # first abscissa c_1
+    hi: float          # last abscissa c_m
+    c: Tensor          # (m, 1, 1) abscissae, broadcast over a transposed (P, N) input
+    scale: Tensor      # 0-d, −1/(2ℓ²)
+    two_scale: Tensor  # 0-d, 2·scale = ∂(scale·d²)/∂d / d
+    op: Tensor         # (m, m') = [(K + εI)⁻¹ | D] ("linear", m' = m + 2) or (K + εI)⁻¹
+    inv: Tensor        # (m, m) (K + εI)⁻¹
+    kd2: Tensor        # (m, m) K ∘ d² = ∂(K + εI)/∂scale
+
+
+def _nan_in(h: Tensor) -> bool:
+    """Whether ``h`` holds a NaN: one sum (NaN propagates) and the exact test only if not finite."""
+    s = float(h.sum())
+    return not math.isfinite(s) and bool(torch.isnan(h).any())
+
+
+def _bank_forward(h: Tensor, bc: _BankConsts, values: Tensor, final: bool):
+    """One bank's grouped sum on a transposed input ``h`` of shape ``(P, N)``.
+
+    ``out[g] = Σ_p Σ_j k_j(x_p) α_{gP+p, j} + s_lo·min(x_p − c_1, 0) + s_hi·max(x_p − c_m, 0)``
+    with ``k_j(x) = exp(scale·(clamp(x, c_1, c_m) − c_j)²)`` and ``[α | s_lo | s_hi] = y_c·op``.
+    The features are laid out ``(m', P, N)`` (batch innermost, so every elementwise op runs
+    over contiguous memory) and contracted with all edges' weights in one matmul. Returns the
+    output, ``(G, N)`` (``(N, G)`` when ``final``), and what :func:`_bank_backward` needs.
+    """
+    p, n = h.shape
+    m, mp = bc.m, bc.op.shape[1]
+    g = values.shape[0] // p
+    # column j·P + p of `at` holds edge (g, p)'s weight on feature j
+    at = (values @ bc.op).view(g, p, mp).transpose(1, 2).reshape(g, mp * p)
+    xin = h if bc.mode == "gp" else h.clamp(bc.lo, bc.hi)
+    d = xin - bc.c  # (m, P, N)
+    f = torch.empty(mp, p, n, dtype=h.dtype, device=h.device)
+    torch.mul(d, d, out=f[:m]).mul_(bc.scale).exp_()
+    if bc.mode == "linear":
+        torch.sub(h, bc.lo, out=f[m]).clamp_max_(0)
+        torch.sub(h, bc.hi, out=f[m + 1]).clamp_min_(0)
+    fv = f.view(mp * p, n)
+    out = fv.t() @ at.t() if final else at @ fv
+    return out, (h, d, f, at)
+
+
+def _bank_backward(gt: Tensor, saved: tuple, bc: _BankConsts, values: Tensor, need_x: bool,
+                   need_v: bool, need_s: bool):
+    """Gradients of one bank from the transposed upstream gradient ``gt`` ``(G, N)``.
+
+    Returns ``(∂L/∂h (P, N), ∂L/∂y_c, ∂L/∂log ℓ)`` (``None`` where not needed). With
+    ``A = (K + εI)⁻¹``: ``∂L/∂y_c = (∂L/∂[α|s])·opᵀ``; the length-scale enters through the
+    features (``∂k/∂scale = k·d²``) and through ``A`` (``∂L/∂K = −Aᵀ(y_cᵀ ∂L/∂α)Aᵀ``,
+    ``∂K/∂scale = K∘d²``), and ``∂scale/∂log ℓ = −2·scale``. Gradient masks follow torch's
+    ``clamp``/``clamp_min``/``clamp_max`` (ties pass the gradient).
+    """
+    h, d, f, at = saved
+    m, mp = bc.m, bc.op.shape[1]
+    p, n = h.shape
+    g = at.shape[0]
+    gx = g_values = g_log = g_scale = None
+    if need_v or need_s:
+        ga = (gt @ f.view(mp * p, n).t()).view(g, mp, p).transpose(1, 2).reshape(g * p, mp)
+        if need_v:
+            g_values = ga @ bc.op.t()
+        if need_s:
+            g_inv = values.t() @ ga[:, :m]
+            g_scale = -torch.dot((bc.inv.t() @ g_inv @ bc.inv.t()).reshape(-1), bc.kd2.reshape(-1))
+    if need_x or need_s:
+        # one group (a single output): an outer product, far cheaper as a broadcast than as
+        # a K = 1 matmul on CPU (same values: no sum is involved)
+        gf = (at.t() * gt if g == 1 else at.t() @ gt).view(mp, p, n)
+        t = gf[:m].mul_(f[:m]).mul_(d)  # ∂L/∂k · k · d
+        if need_x:
+            gx = t.sum(0).mul_(bc.two_scale)
+            if bc.mode != "gp":
+                gx.mul_((h >= bc.lo) & (h <= bc.hi))
+            if bc.mode == "linear":
+                gx.addcmul_(gf[m], h <= bc.lo).addcmul_(gf[m + 1], h >= bc.hi)
+        if need_s:
+            g_scale = g_scale + torch.dot(t.reshape(-1), d.reshape(-1))  # + Σ ∂L/∂k · k · d²
+            g_log = g_scale * (-2.0 * bc.scale)
+    return gx, g_values, g_log
+
+
+class _FusedBanks(torch.autograd.Function):
+    """``y = B_L(… B_1((x − shift)/div) …) + bias`` as one autograd node (the training hot path).
+
+    Each ``B_i`` is :meth:`GPActivation.grouped_sum` of a fixed-grid bank; the parameters are
+    passed as ``(values_1, log_ℓ_1, values_2, log_ℓ_2, …)``. The kernel factorisation is done
+    without a graph and cached per parameter version (:meth:`GPActivation._fused_consts`); the
+    backward is analytic (:func:`_bank_backward`), so a KST training step is one forward call
+    and one backward node instead of a few dozen small autograd nodes. First-order only.
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift, div, bias, banks, *params):  # noqa: D102
+        h = x if shift is None else (x - shift) / div
+        h = h.t().contiguous()
+        consts = [b._fused_consts(params[2 * i]) for i, b in enumerate(banks)]
+        ins, saved = [], []
+        for i, bc in enumerate(consts):
+            ins.append(h)
+            h, s = _bank_forward(h, bc, params[2 * i], i == len(consts) - 1)
+            saved.append(s)
+        # as the unfused path: raise on NaN inputs to any bank (not on NaN parameters)
+        if _nan_in(h) and any(map(_nan_in, ins)):
+            raise ValueError(_NAN_MESSAGE)
+        if bias is not None:
+            h.add_(bias)
+        ctx.consts, ctx.saved, ctx.div = consts, saved, div
+        ctx.save_for_backward(*params[0::2])
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # noqa: D102
+        values = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        n_banks = len(values)
+        grads: list[Tensor | None] = [None] * (2 * n_banks)
+        gt = g.t()
+        for i in reversed(range(n_banks)):
+            need_x = need[0] or any(need[5:5 + 2 * i])
+            gt, grads[2 * i], grads[2 * i + 1] = _bank_backward(
+                gt, ctx.saved[i], ctx.consts[i], values[i], need_x, need[5 + 2 * i],
+                need[6 + 2 * i])
+        gx = None
+        if need[0]:
+            gx = gt.t() if ctx.div is None else gt.t() / ctx.div
+        return (gx, None, None, g.sum(0) if need[3] else None, None, *grads)
+
+
+def _fusable(x: Tensor) -> bool:
+    """The fused path may run: no torch-function interception and no functorch transform."""
+    return _plain(x) and not torch._C._are_functorch_transforms_active()
 
 
 class GPActivation(nn.Module):
@@ -350,8 +440,7 @@ class GPActivation(nn.Module):
             raise ValueError(f"GPActivation expects input of shape (N, {self.n_edges}), "
                              f"got {tuple(x.shape)}")
         if _nan_check(x):
-            raise ValueError("GPActivation received NaN inputs (check the data and the input "
-                             "normalisation; a diverged upstream layer also produces NaN)")
+            raise ValueError(_NAN_MESSAGE)
         c = self.control_points
         alpha = self.coefficients()
         lo, hi = c[0], c[-1]
@@ -376,13 +465,13 @@ class GPActivation(nn.Module):
         if x.dim() != 2 or x.shape[1] < 1 or self.n_edges % x.shape[1]:
             raise ValueError(f"grouped_sum expects input of shape (N, P) with P dividing "
                              f"{self.n_edges}, got {tuple(x.shape)}")
+        if not self.trainable_positions and _fusable(x):
+            return _FusedBanks.apply(x, None, None, None, (self,), self.values,
+                                     self.log_lengthscale)
         if _nan_check(x):
-            raise ValueError("GPActivation received NaN inputs (check the data and the input "
-                             "normalisation; a diverged upstream layer also produces NaN)")
+            raise ValueError(_NAN_MESSAGE)
         n, p = x.shape
         g = self.n_edges // p
-        if not self.trainable_positions and _plain(x):
-            return self._grouped_sum_fast(x, g, p)
         c = self.control_points
         alpha = self.coefficients().reshape(g, p * self.n_control)
         lo, hi = c[0], c[-1]
@@ -396,37 +485,56 @@ class GPActivation(nn.Module):
                 + (x - hi).clamp_min(0) @ s_hi.reshape(g, p).transpose(0, 1)
         return out
 
-    def _fixed_grid_consts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(c, lo, hi, D)`` for a fixed grid, ``D`` the ``(m, 2)`` end-secant operator."""
+    def _grid_consts(self, dtype: torch.dtype) -> tuple:
+        """``(lo, hi, c, d², D)`` of a fixed grid, cached per grid version and dtype.
+
+        ``c`` is shaped ``(m, 1, 1)``, ``d²`` is the ``(m, m)`` matrix of squared differences
+        and ``D`` the ``(m, 2)`` end-secant operator: ``y·D = [(y_2 − y_1)/(c_2 − c_1),
+        (y_m − y_{m−1})/(c_m − c_{m−1})]``.
+        """
         c = self.positions
-        key = (id(c), c._version, c.dtype, c.device)
+        key = (id(c), c._version, c.dtype, c.device, dtype)
         cached = getattr(self, "_grid_cache", None)
-        if cached is None or cached[0] != key:
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
             m = self.n_control
+            diff = c.reshape(-1, 1) - c.reshape(1, -1)
             dd = torch.zeros(m, 2, dtype=c.dtype, device=c.device)
             dd[0, 0], dd[1, 0] = -1.0, 1.0
             dd[m - 2, 1], dd[m - 1, 1] = -1.0, 1.0
             dd[:, 0] /= c[1] - c[0]
             dd[:, 1] /= c[-1] - c[-2]
-            cached = (key, (c, c[0].clone(), c[-1].clone(), dd))
-            self._grid_cache = cached
-        return cached[1]
+            consts = (float(c[0]), float(c[-1]), c.to(dtype).reshape(m, 1, 1), diff * diff,
+                      dd.to(dtype))
+        self._grid_cache = (key, consts)
+        return consts
 
-    def _grouped_sum_fast(self, x: Tensor, g: int, p: int) -> Tensor:
-        c, lo, hi, dd = self._fixed_grid_consts()
-        scale = self._neg_half_prec()
-        inv = self.inverse_kernel(scale if self._needs_graph() else None).to(self.values.dtype)
-        m = self.n_control
-        if self.extrapolation == "linear":
-            # coefficients and end slopes of every edge in one small matmul
-            a = self.values @ torch.cat([inv, dd.to(inv.dtype)], 1)  # (E, m + 2)
-            w = a[:, :m].reshape(g, p * m).transpose(0, 1)
-            s_lo = a[:, m].reshape(g, p).transpose(0, 1)
-            s_hi = a[:, m + 1].reshape(g, p).transpose(0, 1)
-        else:
-            w = (self.values @ inv).reshape(g, p * m).transpose(0, 1)
-            s_lo = s_hi = None
-        return _GroupedRBF.apply(x, c, lo, hi, scale, w, s_lo, s_hi, self.extrapolation)
+    def _fused_consts(self, values: Tensor) -> _BankConsts:
+        """The fused path's constants, recomputed only when the grid or ``ℓ`` changed.
+
+        Keyed by the parameters' identity, version counter and value of ``log ℓ`` (the value
+        too, so that an edit through ``.data``, which bypasses the version counter, is seen).
+        In training ``ℓ`` moves every step, so this refactorises once per step, without a graph:
+        :func:`_bank_backward` differentiates through ``(K + εI)⁻¹`` analytically.
+        """
+        c, ll = self.positions, self.log_lengthscale
+        key = (id(c), c._version, id(ll), ll._version, float(ll), values.dtype, values.device)
+        cached = getattr(self, "_fused_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        dt = values.dtype
+        lo, hi, c3, d2, dd = self._grid_consts(dt)
+        with torch.no_grad():
+            scale = self._neg_half_prec()
+            inv = self._factorise(c, scale)
+            kd2 = torch.exp(d2 * scale).mul_(d2).to(dt)  # the K of _factorise, times d²
+            inv, scale = inv.to(dt), scale.to(dt)
+            op = torch.cat([inv, dd], 1) if self.extrapolation == "linear" else inv
+            consts = _BankConsts(self.extrapolation, self.n_control, lo, hi, c3, scale,
+                                 2.0 * scale, op, inv, kd2)
+        self._fused_cache = (key, consts)
+        return consts
 
     @torch.no_grad()
     def evaluate(self, x: Tensor | Sequence[float]) -> Tensor:
