@@ -77,16 +77,21 @@ def _plain(x: Tensor) -> bool:
 class _BankConsts(NamedTuple):
     """Constants of one fixed-grid bank on the fused path (fixed while the grid and ``ℓ`` are)."""
 
-    mode: str          # extrapolation
-    m: int             # number of control points
-    lo: float          # first abscissa c_1
-    hi: float          # last abscissa c_m
-    c: Tensor          # (m, 1, 1) abscissae, broadcast over a transposed (P, N) input
-    scale: Tensor      # 0-d, −1/(2ℓ²)
-    two_scale: Tensor  # 0-d, 2·scale = ∂(scale·d²)/∂d / d
-    op: Tensor         # (m, m') = [(K + εI)⁻¹ | D] ("linear", m' = m + 2) or (K + εI)⁻¹
-    inv: Tensor        # (m, m) (K + εI)⁻¹
-    kd2: Tensor        # (m, m) K ∘ d² = ∂(K + εI)/∂scale
+    mode: str            # extrapolation
+    m: int               # number of control points
+    mp: int              # features per input: m, plus the two linear end pieces for "linear"
+    lo: float            # first abscissa c_1
+    hi: float            # last abscissa c_m
+    c: Tensor            # (m, 1) abscissae, broadcast over a (P, 1, N) input
+    ends: Tensor         # (2, 1) = [c_1, c_m]
+    ext_lo: Tensor       # (2, 1) = [−inf, 0]: lower clamp bounds of the end pieces
+    ext_hi: Tensor       # (2, 1) = [0, +inf]: upper clamp bounds of the end pieces
+    zero: Tensor         # 0-d zero (the addend of scale·d²)
+    scale_f: float       # −1/(2ℓ²)
+    two_scale: float     # 2·scale: ∂k/∂x = two_scale·d·k
+    neg_two_scale: float  # −2·scale = ∂scale/∂log ℓ
+    op: Tensor           # (m, m') = [(K + εI)⁻¹ | D] ("linear") or (K + εI)⁻¹
+    neg_q: Tensor        # (m·m',) flattened [−A(K∘d²)A | 0], A = (K + εI)⁻¹
 
 
 def _nan_in(h: Tensor) -> bool:
@@ -100,25 +105,24 @@ def _bank_forward(h: Tensor, bc: _BankConsts, values: Tensor, final: bool):
 
     ``out[g] = Σ_p Σ_j k_j(x_p) α_{gP+p, j} + s_lo·min(x_p − c_1, 0) + s_hi·max(x_p − c_m, 0)``
     with ``k_j(x) = exp(scale·(clamp(x, c_1, c_m) − c_j)²)`` and ``[α | s_lo | s_hi] = y_c·op``.
-    The features are laid out ``(m', P, N)`` (batch innermost, so every elementwise op runs
-    over contiguous memory) and contracted with all edges' weights in one matmul. Returns the
+    The features are laid out ``(P, m', N)`` (batch innermost, so that the elementwise ops run
+    over contiguous rows) and contracted with all edges' weights in one matmul. Returns the
     output, ``(G, N)`` (``(N, G)`` when ``final``), and what :func:`_bank_backward` needs.
     """
     p, n = h.shape
-    m, mp = bc.m, bc.op.shape[1]
-    g = values.shape[0] // p
-    # column j·P + p of `at` holds edge (g, p)'s weight on feature j
-    at = (values @ bc.op).view(g, p, mp).transpose(1, 2).reshape(g, mp * p)
+    m, mp = bc.m, bc.mp
+    at = (values @ bc.op).view(values.shape[0] // p, p * mp)  # column p·m' + j: feature j of x_p
     xin = h if bc.mode == "gp" else h.clamp(bc.lo, bc.hi)
-    d = xin - bc.c  # (m, P, N)
-    f = torch.empty(mp, p, n, dtype=h.dtype, device=h.device)
-    torch.mul(d, d, out=f[:m]).mul_(bc.scale).exp_()
+    d = xin.unsqueeze(1) - bc.c  # (P, m, N)
+    f = torch.empty(p, mp, n, dtype=h.dtype, device=h.device)
+    # scale·d² in one pass (addcmul), then exp in place
+    torch.addcmul(bc.zero, d, d, value=bc.scale_f, out=f[:, :m]).exp_()
     if bc.mode == "linear":
-        torch.sub(h, bc.lo, out=f[m]).clamp_max_(0)
-        torch.sub(h, bc.hi, out=f[m + 1]).clamp_min_(0)
-    fv = f.view(mp * p, n)
+        # [min(x − c_1, 0), max(x − c_m, 0)] in one subtraction and one clamp
+        torch.sub(h.unsqueeze(1), bc.ends, out=f[:, m:]).clamp_(bc.ext_lo, bc.ext_hi)
+    fv = f.view(p * mp, n)
     out = fv.t() @ at.t() if final else at @ fv
-    return out, (h, d, f, at)
+    return out, (h, xin, d, f, at)
 
 
 def _bank_backward(gt: Tensor, saved: tuple, bc: _BankConsts, values: Tensor, need_x: bool,
@@ -126,37 +130,59 @@ def _bank_backward(gt: Tensor, saved: tuple, bc: _BankConsts, values: Tensor, ne
     """Gradients of one bank from the transposed upstream gradient ``gt`` ``(G, N)``.
 
     Returns ``(∂L/∂h (P, N), ∂L/∂y_c, ∂L/∂log ℓ)`` (``None`` where not needed). With
-    ``A = (K + εI)⁻¹``: ``∂L/∂y_c = (∂L/∂[α|s])·opᵀ``; the length-scale enters through the
-    features (``∂k/∂scale = k·d²``) and through ``A`` (``∂L/∂K = −Aᵀ(y_cᵀ ∂L/∂α)Aᵀ``,
-    ``∂K/∂scale = K∘d²``), and ``∂scale/∂log ℓ = −2·scale``. Gradient masks follow torch's
-    ``clamp``/``clamp_min``/``clamp_max`` (ties pass the gradient).
+    ``A = (K + εI)⁻¹`` and ``w = [α | s_lo | s_hi]`` the edge weights:
+
+    * ``∂L/∂y_c = (∂L/∂w)·opᵀ`` with ``∂L/∂w = gᵀ·features``;
+    * ``∂L/∂x_p = Σ_g g_g Σ_j w_{g,p,j}·2·scale·d_j·k_j`` (inside the grid) plus the end
+      slopes outside it;
+    * ``∂L/∂scale = Σ_g g_g Σ_{p,j} w_{g,p,j}·k_j·d_j²`` (the features) ``− Σ G ∘ (A(K∘d²)A)``
+      with ``G = y_cᵀ ∂L/∂α`` (through ``A``: ``∂L/∂K = −A·G·A``, ``∂K/∂scale = K∘d²``), and
+      ``∂scale/∂log ℓ = −2·scale``.
+
+    Gradient masks follow torch's ``clamp``/``clamp_min``/``clamp_max`` (ties pass the
+    gradient): ``clamp(x) == x`` inside, ``clamp(x) == c_1`` iff ``x ≤ c_1``, likewise ``c_m``.
     """
-    h, d, f, at = saved
-    m, mp = bc.m, bc.op.shape[1]
+    h, xin, d, f, at = saved
+    m, mp = bc.m, bc.mp
     p, n = h.shape
     g = at.shape[0]
-    gx = g_values = g_log = g_scale = None
+    gx = g_values = g_log = None
     if need_v or need_s:
-        ga = (gt @ f.view(mp * p, n).t()).view(g, mp, p).transpose(1, 2).reshape(g * p, mp)
+        ga = (gt @ f.view(p * mp, n).t()).view(g * p, mp)  # ∂L/∂w
         if need_v:
             g_values = ga @ bc.op.t()
-        if need_s:
-            g_inv = values.t() @ ga[:, :m]
-            g_scale = -torch.dot((bc.inv.t() @ g_inv @ bc.inv.t()).reshape(-1), bc.kd2.reshape(-1))
     if need_x or need_s:
-        # one group (a single output): an outer product, far cheaper as a broadcast than as
-        # a K = 1 matmul on CPU (same values: no sum is involved)
-        gf = (at.t() * gt if g == 1 else at.t() @ gt).view(mp, p, n)
-        t = gf[:m].mul_(f[:m]).mul_(d)  # ∂L/∂k · k · d
-        if need_x:
-            gx = t.sum(0).mul_(bc.two_scale)
-            if bc.mode != "gp":
-                gx.mul_((h >= bc.lo) & (h <= bc.hi))
-            if bc.mode == "linear":
-                gx.addcmul_(gf[m], h <= bc.lo).addcmul_(gf[m + 1], h >= bc.hi)
+        kd = f[:, :m] * d  # k·d, (P, m, N)
+        if g == 1:
+            # a single group: Σ_j w_{p,j}·(…)_{p,j,n} as a batch (over p) of row-vector
+            # products; the gradient g_n multiplies afterwards (no (P, m', N) gradient tensor)
+            w = at.view(p, mp)
+            wk = w[:, :m].unsqueeze(1)  # (P, 1, m)
+            gv = gt.reshape(1, n)
+            if need_x:
+                gx = torch.bmm(wk, kd).view(p, n).mul_(gv).mul_(bc.two_scale)
+            if need_s:
+                g_feat = torch.dot(torch.bmm(wk, kd.mul_(d)).view(p, n).sum(0), gv.view(-1))
+        else:
+            if need_x:
+                gf = (at.t() @ gt).view(p, mp, n)
+                gx = gf[:, :m].mul_(kd).sum(1).mul_(bc.two_scale)
+            if need_s:
+                # Σ_g g_g·(w_k @ (k·d²))_g without the (P, m, N) gradient
+                wk = at.view(g, p, mp)[:, :, :m].reshape(g, p * m)
+                g_feat = torch.dot((wk @ kd.mul_(d).view(p * m, n)).view(-1), gt.reshape(-1))
         if need_s:
-            g_scale = g_scale + torch.dot(t.reshape(-1), d.reshape(-1))  # + Σ ∂L/∂k · k · d²
-            g_log = g_scale * (-2.0 * bc.scale)
+            g_kern = torch.dot((values.t() @ ga).view(-1), bc.neg_q)
+            g_log = (g_feat + g_kern).mul_(bc.neg_two_scale)
+        if need_x:
+            if bc.mode != "gp":
+                gx.mul_(xin == h)
+            if bc.mode == "linear":
+                ends = xin.unsqueeze(1) == bc.ends  # (P, 2, N): x ≤ c_1, x ≥ c_m
+                if g == 1:
+                    gx.addcmul_((ends * w[:, m:].unsqueeze(-1)).sum(1), gv)
+                else:
+                    gx.add_(gf[:, m:].mul_(ends).sum(1))
     return gx, g_values, g_log
 
 
@@ -365,30 +391,46 @@ class GPActivation(nn.Module):
         """``−1 / (2ℓ²)`` as a 0-d tensor (differentiable in the log length-scale)."""
         return torch.exp(self.log_lengthscale * -2.0) * -0.5
 
-    def _factorise(self, c: Tensor, scale: Tensor | None = None) -> Tensor:
+    def _factorise(self, c: Tensor, scale: Tensor | None = None, d2: Tensor | None = None,
+                   eye: Tensor | None = None, return_kernel: bool = False):
         """``(K + εI)⁻¹`` (symmetric ``m × m``), raising ε until ``K + εI`` is well-conditioned.
 
-        ``scale`` is ``−1/(2ℓ²)`` when the caller already has it.
+        ``scale`` is ``−1/(2ℓ²)``, ``d2`` the squared differences ``(c_i − c_j)²`` and ``eye``
+        the identity, when the caller already has them. The kernel is ``K = exp(scale·d2)``;
+        ``return_kernel`` returns ``(inverse, K)``.
+
+        Acceptance: reciprocal condition number ``λ_min/λ_max ≥ r`` (``_MIN_RCOND``), a
+        successful Cholesky factorisation and a finite inverse. The eigen-decomposition is
+        skipped when a cheap bound already proves the condition: for symmetric ``A``,
+        ``λ_max/λ_min ≤ ‖A‖∞‖A⁻¹‖∞`` and ``‖K + εI‖∞ ≤ m + ε`` (``0 < k ≤ 1``), so
+        ``(m + ε)‖A⁻¹‖∞ ≤ 1/(2r)`` implies it with a factor-2 margin for the rounding of the
+        computed inverse and eigenvalues. Otherwise the eigenvalues decide, as without the bound.
         """
         if scale is None:
             scale = self._neg_half_prec()
-        d = c.reshape(-1, 1) - c.reshape(1, -1)
-        k = torch.exp(d * d * scale)
-        eye = torch.eye(self.n_control, dtype=k.dtype, device=k.device)
+        if d2 is None:
+            d = c.reshape(-1, 1) - c.reshape(1, -1)
+            d2 = d * d
+        k = torch.exp(d2 * scale)
+        if eye is None:
+            eye = torch.eye(self.n_control, dtype=k.dtype, device=k.device)
         min_rcond = _MIN_RCOND.get(k.dtype, 1e-3)
+        fast_bound = 0.5 / min_rcond if k.dtype in _MIN_RCOND else 0.0
         eps = self.jitter
         for _ in range(_MAX_ESCALATIONS):
             kj = torch.add(k, eye, alpha=eps)
+            chol, info = torch.linalg.cholesky_ex(kj)
+            inv = torch.cholesky_inverse(chol)
             with torch.no_grad():
+                # one host read; a NaN/inf inverse fails the bound
+                norm_inv = float(inv.detach().abs().sum(-1).max())
+                if int(info) == 0 and norm_inv * (self.n_control + eps) <= fast_bound:
+                    break
                 # one host read for the whole spectrum (ascending); NaN/inf fail every test
                 ev = torch.linalg.eigvalsh(kj.detach()).tolist()
                 ok = all(map(math.isfinite, ev)) and ev[0] > 0 and ev[0] >= min_rcond * ev[-1]
-            if ok:
-                chol, info = torch.linalg.cholesky_ex(kj)
-                if int(info) == 0:
-                    inv = torch.cholesky_inverse(chol)
-                    if bool(torch.isfinite(inv.detach()).all()):
-                        break
+            if ok and int(info) == 0 and math.isfinite(norm_inv):
+                break
             eps *= 10.0
         else:
             raise RuntimeError(
@@ -406,7 +448,7 @@ class GPActivation(nn.Module):
                 stacklevel=3,
             )
         self.last_jitter = eps
-        return inv
+        return (inv, k) if return_kernel else inv
 
     def inverse_kernel(self, scale: Tensor | None = None) -> Tensor:
         """``(K + εI)⁻¹``, cached when no gradient to the positions/length-scale is needed."""
@@ -486,10 +528,11 @@ class GPActivation(nn.Module):
         return out
 
     def _grid_consts(self, dtype: torch.dtype) -> tuple:
-        """``(lo, hi, c, d², D)`` of a fixed grid, cached per grid version and dtype.
+        """Constants of a fixed grid, cached per grid version and dtype.
 
-        ``c`` is shaped ``(m, 1, 1)``, ``d²`` is the ``(m, m)`` matrix of squared differences
-        and ``D`` the ``(m, 2)`` end-secant operator: ``y·D = [(y_2 − y_1)/(c_2 − c_1),
+        ``(lo, hi, c, ends, ext_lo, ext_hi, zero, d², D, I)``: see :class:`_BankConsts` for the
+        first seven; ``d²`` is the ``(m, m)`` matrix of squared differences and ``I`` the identity (grid
+        dtype), ``D`` the ``(m, 2)`` end-secant operator, ``y·D = [(y_2 − y_1)/(c_2 − c_1),
         (y_m − y_{m−1})/(c_m − c_{m−1})]``.
         """
         c = self.positions
@@ -505,8 +548,14 @@ class GPActivation(nn.Module):
             dd[m - 2, 1], dd[m - 1, 1] = -1.0, 1.0
             dd[:, 0] /= c[1] - c[0]
             dd[:, 1] /= c[-1] - c[-2]
-            consts = (float(c[0]), float(c[-1]), c.to(dtype).reshape(m, 1, 1), diff * diff,
-                      dd.to(dtype))
+            cd = c.to(dtype)
+            inf = math.inf
+            consts = (float(c[0]), float(c[-1]), cd.reshape(m, 1),
+                      torch.stack([cd[0], cd[-1]]).reshape(2, 1),
+                      torch.tensor([[-inf], [0.0]], dtype=dtype, device=c.device),
+                      torch.tensor([[0.0], [inf]], dtype=dtype, device=c.device),
+                      torch.zeros((), dtype=dtype, device=c.device),
+                      diff * diff, dd.to(dtype), torch.eye(m, dtype=c.dtype, device=c.device))
         self._grid_cache = (key, consts)
         return consts
 
@@ -519,20 +568,28 @@ class GPActivation(nn.Module):
         :func:`_bank_backward` differentiates through ``(K + εI)⁻¹`` analytically.
         """
         c, ll = self.positions, self.log_lengthscale
-        key = (id(c), c._version, id(ll), ll._version, float(ll), values.dtype, values.device)
+        key = (id(c), c._version, id(ll), ll._version, float(ll.detach()), values.dtype,
+               values.device)
         cached = getattr(self, "_fused_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         dt = values.dtype
-        lo, hi, c3, d2, dd = self._grid_consts(dt)
+        lo, hi, c2, ends, ext_lo, ext_hi, zero, d2, dd, eye = self._grid_consts(dt)
         with torch.no_grad():
             scale = self._neg_half_prec()
-            inv = self._factorise(c, scale)
-            kd2 = torch.exp(d2 * scale).mul_(d2).to(dt)  # the K of _factorise, times d²
-            inv, scale = inv.to(dt), scale.to(dt)
-            op = torch.cat([inv, dd], 1) if self.extrapolation == "linear" else inv
-            consts = _BankConsts(self.extrapolation, self.n_control, lo, hi, c3, scale,
-                                 2.0 * scale, op, inv, kd2)
+            inv, k = self._factorise(c, scale, d2, eye, return_kernel=True)
+            q = inv @ k.mul_(d2) @ inv  # A (∂K/∂scale) A
+            if inv.dtype != dt:
+                inv, q, scale = inv.to(dt), q.to(dt), scale.to(dt)
+            m = self.n_control
+            if self.extrapolation == "linear":
+                op = torch.cat([inv, dd], 1)
+                q = torch.cat([q, torch.zeros_like(dd)], 1)
+            else:
+                op = inv
+            sf = float(scale)
+            consts = _BankConsts(self.extrapolation, m, op.shape[1], lo, hi, c2, ends, ext_lo,
+                                 ext_hi, zero, sf, 2.0 * sf, -2.0 * sf, op, q.neg_().reshape(-1))
         self._fused_cache = (key, consts)
         return consts
 
