@@ -393,3 +393,32 @@ def test_grouped_sum_fused_equals_per_edge(extrapolation):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_functorch_transforms_use_the_unfused_path():
+    # torch.func transforms cannot run the fused autograd.Function; they get the op-level path
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)[:6]
+    g = torch.func.grad(lambda r: m(r).sum())(x)
+    xx = x.clone().requires_grad_()
+    (ref,) = torch.autograd.grad(m(xx).sum(), xx)
+    torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_path_second_order_is_exact():
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)[[0, 2, 3, 4]]  # off the kinks
+
+    def second(fn):
+        xx = x.clone().requires_grad_()
+        u = torch.full((4, 1), 0.5, dtype=torch.float64, requires_grad=True)
+        y = fn(m, xx)
+        (gx,) = torch.autograd.grad(y, xx, u, create_graph=True)  # Jᵀu
+        v = torch.linspace(-1, 1, gx.numel(), dtype=torch.float64).reshape(gx.shape)
+        # reverse-over-reverse J·v (as NeuronConductance does) and a Hessian-vector product
+        jv, hv, hp = torch.autograd.grad((gx * v).sum(), [u, xx, m.outer.values])
+        return jv, hv, hp
+
+    assert m(x.requires_grad_()).grad_fn.name() == "_FusedBanksBackward"
+    for a, b in zip(second(KSTNetwork.__call__), second(_kst_reference)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -44,7 +44,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 EXTRAPOLATIONS = ("linear", "constant", "gp")
 INITS = ("identity", "relu", "zero")
@@ -186,21 +185,105 @@ def _bank_backward(gt: Tensor, saved: tuple, bc: _BankConsts, values: Tensor, ne
     return gx, g_values, g_log
 
 
+def _provably_well_conditioned(info: int, norm_inv: float, m: int, eps: float,
+                                dtype: torch.dtype) -> bool:
+    """``K + εI`` passes the conditioning test of :meth:`GPActivation._factorise` for sure.
+
+    ``info`` is the Cholesky status and ``norm_inv`` the ∞-norm of the computed inverse; for
+    symmetric ``A``, ``λ_max/λ_min ≤ ‖A‖∞‖A⁻¹‖∞`` with ``‖K + εI‖∞ ≤ m + ε``. Only for float32
+    and float64 (whose rounding the factor-2 margin covers); NaN/inf fail.
+    """
+    r = _MIN_RCOND.get(dtype)
+    return r is not None and info == 0 and norm_inv * (m + eps) <= 0.5 / r
+
+
+def _fused_consts_all(banks: Sequence[GPActivation], values: Sequence[Tensor]) -> list:
+    """Every bank's :class:`_BankConsts`; banks that must refactorise share one factorisation.
+
+    In training every bank's ``ℓ`` moves each step. Banks with the same number of control
+    points, jitter, extrapolation and dtype are factorised as one batch (the same per-matrix
+    LAPACK calls, a fraction of the op launches); a bank whose batched factor is not provably
+    well-conditioned, or that does not fit the batch, goes through its own
+    :meth:`GPActivation._fused_consts` (with the eigenvalue test and jitter escalation).
+    """
+    keys = [b._fused_key(v) for b, v in zip(banks, values)]
+    out: list[_BankConsts | None] = []
+    todo = []
+    for i, (b, key) in enumerate(zip(banks, keys)):
+        cached = getattr(b, "_fused_cache", None)
+        hit = cached is not None and cached[0] == key
+        out.append(cached[1] if hit else None)
+        if not hit:
+            todo.append(i)
+    if len(todo) > 1:
+        b0, dt = banks[todo[0]], values[todo[0]].dtype
+        if dt in _MIN_RCOND and all(
+                banks[i].n_control == b0.n_control and banks[i].jitter == b0.jitter
+                and banks[i].extrapolation == b0.extrapolation and values[i].dtype == dt
+                and banks[i].positions.dtype == dt and banks[i].log_lengthscale.dtype == dt
+                and banks[i].positions.device == b0.positions.device for i in todo):
+            _refactorise_together([banks[i] for i in todo], [keys[i] for i in todo], dt)
+            for i in todo:
+                cached = banks[i]._fused_cache
+                if cached is not None and cached[0] == keys[i]:
+                    out[i] = cached[1]
+    for i in todo:
+        if out[i] is None:
+            out[i] = banks[i]._fused_consts(values[i], keys[i])
+    return out
+
+
+def _refactorise_together(banks: list, keys: list, dt: torch.dtype) -> None:
+    """Batched :meth:`GPActivation._fused_consts` for banks of one shape; caches the results.
+
+    The same ops as the single-bank path (``scale = exp(−2 log ℓ)·(−1/2)``,
+    ``K = exp(scale·d²)``, Cholesky of ``K + εI`` and its inverse) on a ``(B, m, m)`` stack.
+    Only banks whose factor is provably well-conditioned are cached; the rest are left to
+    the single-bank path, so the jitter rule is unchanged.
+    """
+    b0 = banks[0]
+    m, eps = b0.n_control, b0.jitter
+    grids = [b._grid_consts(dt) for b in banks]
+    with torch.no_grad():
+        scale = torch.exp(torch.stack([b.log_lengthscale for b in banks]) * -2.0) * -0.5
+        d2 = torch.stack([g[7] for g in grids])
+        k = torch.exp(d2 * scale.view(-1, 1, 1))
+        chol, info = torch.linalg.cholesky_ex(torch.add(k, grids[0][9], alpha=eps))
+        inv = torch.cholesky_inverse(chol)
+        norms = inv.abs().sum(-1).amax(-1).tolist()
+        infos = info.tolist()
+        q = inv @ k.mul_(d2) @ inv
+        if b0.extrapolation == "linear":
+            op = torch.cat([inv, torch.stack([g[8] for g in grids])], -1)
+            q = torch.cat([q, q.new_zeros(len(banks), m, 2)], -1)
+        else:
+            op = inv
+        neg_q = q.neg_().reshape(len(banks), -1)
+        scales = scale.tolist()
+    for i, b in enumerate(banks):
+        if _provably_well_conditioned(infos[i], norms[i], m, eps, dt):
+            if b.last_jitter != eps:
+                b.last_jitter = eps
+            b._fused_cache = (keys[i], b._make_consts(grids[i], scales[i], op[i], neg_q[i]))
+
+
 class _FusedBanks(torch.autograd.Function):
     """``y = B_L(… B_1((x − shift)/div) …) + bias`` as one autograd node (the training hot path).
 
     Each ``B_i`` is :meth:`GPActivation.grouped_sum` of a fixed-grid bank; the parameters are
-    passed as ``(values_1, log_ℓ_1, values_2, log_ℓ_2, …)``. The kernel factorisation is done
-    without a graph and cached per parameter version (:meth:`GPActivation._fused_consts`); the
+    the banks' own ``(values_1, log_ℓ_1, values_2, log_ℓ_2, …)``. The kernel factorisation is
+    done without a graph and cached per parameter version (:func:`_fused_consts_all`); the
     backward is analytic (:func:`_bank_backward`), so a KST training step is one forward call
-    and one backward node instead of a few dozen small autograd nodes. First-order only.
+    and one backward node instead of a few dozen small autograd nodes. A backward that must
+    itself be differentiable (``create_graph=True``: second order, reverse-over-reverse
+    Jacobian products) differentiates the op-level forward instead, so every order is exact.
     """
 
     @staticmethod
     def forward(ctx, x, shift, div, bias, banks, *params):  # noqa: D102
         h = x if shift is None else (x - shift) / div
         h = h.t().contiguous()
-        consts = [b._fused_consts(params[2 * i]) for i, b in enumerate(banks)]
+        consts = _fused_consts_all(banks, params[0::2])
         ins, saved = [], []
         for i, bc in enumerate(consts):
             ins.append(h)
@@ -211,15 +294,17 @@ class _FusedBanks(torch.autograd.Function):
             raise ValueError(_NAN_MESSAGE)
         if bias is not None:
             h.add_(bias)
-        ctx.consts, ctx.saved, ctx.div = consts, saved, div
-        ctx.save_for_backward(*params[0::2])
+        ctx.consts, ctx.saved, ctx.banks = consts, saved, banks
+        ctx.save_for_backward(x, shift, div, bias, *params)
         return h
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):  # noqa: D102
-        values = ctx.saved_tensors
+        x, shift, div, bias, *params = ctx.saved_tensors
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _FusedBanks._backward_by_ops(ctx, g, x, shift, div, bias, params)
+        values = params[0::2]
         n_banks = len(values)
         grads: list[Tensor | None] = [None] * (2 * n_banks)
         gt = g.t()
@@ -230,8 +315,29 @@ class _FusedBanks(torch.autograd.Function):
                 need[6 + 2 * i])
         gx = None
         if need[0]:
-            gx = gt.t() if ctx.div is None else gt.t() / ctx.div
+            gx = gt.t() if div is None else gt.t() / div
         return (gx, None, None, g.sum(0) if need[3] else None, None, *grads)
+
+    @staticmethod
+    def _backward_by_ops(ctx, g, x, shift, div, bias, params):
+        """The gradient as a differentiable graph: autograd through the op-level forward.
+
+        ``params`` are the banks' own parameter tensors (both call sites pass them), which the
+        op-level path reads from the modules.
+        """
+        need = ctx.needs_input_grad
+        with torch.enable_grad():
+            h = x if shift is None else (x - shift) / div
+            for bank in ctx.banks:
+                h = bank._grouped_sum_ops(h)
+            y = h if bias is None else h + bias
+            slots = [i for i in (0, 3, *range(5, 5 + len(params))) if need[i]]
+            inputs = [(x, None, None, bias, None, *params)[i] for i in slots]
+            grads = torch.autograd.grad(y, inputs, g, create_graph=True, allow_unused=True)
+        out: list[Tensor | None] = [None] * (5 + len(params))
+        for i, gr in zip(slots, grads):
+            out[i] = gr
+        return tuple(out)
 
 
 def _fusable(x: Tensor) -> bool:
@@ -404,7 +510,8 @@ class GPActivation(nn.Module):
         skipped when a cheap bound already proves the condition: for symmetric ``A``,
         ``λ_max/λ_min ≤ ‖A‖∞‖A⁻¹‖∞`` and ``‖K + εI‖∞ ≤ m + ε`` (``0 < k ≤ 1``), so
         ``(m + ε)‖A⁻¹‖∞ ≤ 1/(2r)`` implies it with a factor-2 margin for the rounding of the
-        computed inverse and eigenvalues. Otherwise the eigenvalues decide, as without the bound.
+        computed inverse and eigenvalues (:func:`_provably_well_conditioned`). Otherwise the
+        eigenvalues decide, as without the bound.
         """
         if scale is None:
             scale = self._neg_half_prec()
@@ -415,7 +522,6 @@ class GPActivation(nn.Module):
         if eye is None:
             eye = torch.eye(self.n_control, dtype=k.dtype, device=k.device)
         min_rcond = _MIN_RCOND.get(k.dtype, 1e-3)
-        fast_bound = 0.5 / min_rcond if k.dtype in _MIN_RCOND else 0.0
         eps = self.jitter
         for _ in range(_MAX_ESCALATIONS):
             kj = torch.add(k, eye, alpha=eps)
@@ -424,7 +530,7 @@ class GPActivation(nn.Module):
             with torch.no_grad():
                 # one host read; a NaN/inf inverse fails the bound
                 norm_inv = float(inv.detach().abs().sum(-1).max())
-                if int(info) == 0 and norm_inv * (self.n_control + eps) <= fast_bound:
+                if _provably_well_conditioned(int(info), norm_inv, self.n_control, eps, k.dtype):
                     break
                 # one host read for the whole spectrum (ascending); NaN/inf fail every test
                 ev = torch.linalg.eigvalsh(kj.detach()).tolist()
@@ -510,6 +616,10 @@ class GPActivation(nn.Module):
         if not self.trainable_positions and _fusable(x):
             return _FusedBanks.apply(x, None, None, None, (self,), self.values,
                                      self.log_lengthscale)
+        return self._grouped_sum_ops(x)
+
+    def _grouped_sum_ops(self, x: Tensor) -> Tensor:
+        """:meth:`grouped_sum` from ordinary torch ops (interceptable, any order of autograd)."""
         if _nan_check(x):
             raise ValueError(_NAN_MESSAGE)
         n, p = x.shape
@@ -559,37 +669,46 @@ class GPActivation(nn.Module):
         self._grid_cache = (key, consts)
         return consts
 
-    def _fused_consts(self, values: Tensor) -> _BankConsts:
+    def _fused_key(self, values: Tensor) -> tuple:
+        """Cache key of the fused constants: identity, version counter and value of ``log ℓ``.
+
+        The value too, so that an edit through ``.data`` (which bypasses the version counter)
+        is seen; plus the grid's identity and version and the dtype/device in use.
+        """
+        c, ll = self.positions, self.log_lengthscale
+        return (id(c), c._version, id(ll), ll._version, float(ll.detach()), values.dtype,
+                values.device)
+
+    def _make_consts(self, grid: tuple, scale: float, op: Tensor, neg_q: Tensor) -> _BankConsts:
+        lo, hi, c2, ends, ext_lo, ext_hi, zero = grid[:7]
+        return _BankConsts(self.extrapolation, self.n_control, op.shape[1], lo, hi, c2, ends,
+                           ext_lo, ext_hi, zero, scale, 2.0 * scale, -2.0 * scale, op, neg_q)
+
+    def _fused_consts(self, values: Tensor, key: tuple | None = None) -> _BankConsts:
         """The fused path's constants, recomputed only when the grid or ``ℓ`` changed.
 
-        Keyed by the parameters' identity, version counter and value of ``log ℓ`` (the value
-        too, so that an edit through ``.data``, which bypasses the version counter, is seen).
         In training ``ℓ`` moves every step, so this refactorises once per step, without a graph:
         :func:`_bank_backward` differentiates through ``(K + εI)⁻¹`` analytically.
         """
-        c, ll = self.positions, self.log_lengthscale
-        key = (id(c), c._version, id(ll), ll._version, float(ll.detach()), values.dtype,
-               values.device)
+        key = self._fused_key(values) if key is None else key
         cached = getattr(self, "_fused_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         dt = values.dtype
-        lo, hi, c2, ends, ext_lo, ext_hi, zero, d2, dd, eye = self._grid_consts(dt)
+        grid = self._grid_consts(dt)
+        d2, dd, eye = grid[7:]
         with torch.no_grad():
             scale = self._neg_half_prec()
-            inv, k = self._factorise(c, scale, d2, eye, return_kernel=True)
+            inv, k = self._factorise(self.positions, scale, d2, eye, return_kernel=True)
             q = inv @ k.mul_(d2) @ inv  # A (∂K/∂scale) A
             if inv.dtype != dt:
                 inv, q, scale = inv.to(dt), q.to(dt), scale.to(dt)
-            m = self.n_control
             if self.extrapolation == "linear":
                 op = torch.cat([inv, dd], 1)
                 q = torch.cat([q, torch.zeros_like(dd)], 1)
             else:
                 op = inv
-            sf = float(scale)
-            consts = _BankConsts(self.extrapolation, m, op.shape[1], lo, hi, c2, ends, ext_lo,
-                                 ext_hi, zero, sf, 2.0 * sf, -2.0 * sf, op, q.neg_().reshape(-1))
+            consts = self._make_consts(grid, float(scale), op, q.neg_().reshape(-1))
         self._fused_cache = (key, consts)
         return consts
 
