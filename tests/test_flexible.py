@@ -422,3 +422,20 @@ def test_fused_path_second_order_is_exact():
     assert m(x.requires_grad_()).grad_fn.name() == "_FusedBanksBackward"
     for a, b in zip(second(KSTNetwork.__call__), second(_kst_reference)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_jitter_escalation_matches_reference():
+    # inner kernel ill-conditioned (ℓ ≫ spacing), outer one fine: the inner bank leaves the
+    # batched factorisation for the eigenvalue test and jitter escalation, as on the op path
+    m = KSTNetwork(3, width=4, n_control=8, lengthscale=30.0, jitter=1e-15,
+                   hidden_range=(-3000.0, 3000.0), generator=torch.Generator().manual_seed(2))
+    m = m.double()
+    x = _fused_test_input(torch.float64)
+    with pytest.warns(JitterWarning, match="jitter raised"):
+        y = m(x)
+    jitters = (m.inner.last_jitter, m.outer.last_jitter)
+    assert jitters[0] > 1e-15 and jitters[1] == 1e-15
+    with pytest.warns(JitterWarning, match="jitter raised"):
+        ref = _kst_reference(m, x)
+    assert (m.inner.last_jitter, m.outer.last_jitter) == jitters
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6 * float(ref.detach().abs().max()))

@@ -224,7 +224,7 @@ def _fused_consts_all(banks: Sequence[GPActivation], values: Sequence[Tensor]) -
                 and banks[i].positions.device == b0.positions.device for i in todo):
             _refactorise_together([banks[i] for i in todo], [keys[i] for i in todo], dt)
             for i in todo:
-                cached = banks[i]._fused_cache
+                cached = getattr(banks[i], "_fused_cache", None)
                 if cached is not None and cached[0] == keys[i]:
                     out[i] = cached[1]
     for i in todo:
@@ -444,6 +444,9 @@ class GPActivation(nn.Module):
 
         self.values = nn.Parameter(self._initial_values(init, c))
         self._cache: tuple[tuple, Tensor] | None = None
+        # fused-path constants (see _grid_consts/_fused_consts), keyed by parameter versions
+        self._grid_cache: tuple | None = None
+        self._fused_cache: tuple | None = None
 
     # ------------------------------------------------------------------ parameters
     def _initial_values(self, init: str | Callable[[Tensor], Tensor], c: Tensor) -> Tensor:
