@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -247,3 +248,194 @@ def test_plot_learned_functions(tmp_path: Path):
     assert q.read_bytes().startswith(PNG_MAGIC) and q.stat().st_size > 3000
     with pytest.raises(TypeError):
         plot_learned_functions(torch.nn.Linear(2, 2), tmp_path / "x.png")
+
+
+# ---------------------------------------------------------------------- fused training path
+def _kst_reference(m: KSTNetwork, x: torch.Tensor) -> torch.Tensor:
+    """The network from the per-edge banks (``GPActivation.forward``), no fused code."""
+    y = m.outer_edges(m.hidden(x)).sum(-1)
+    return y if m.bias is None else y + m.bias
+
+
+def _perturbed_kst(dtype, extrapolation="linear", n_outputs=1, seed=0, **kw) -> KSTNetwork:
+    gen = torch.Generator().manual_seed(seed)
+    m = KSTNetwork(3, n_outputs=n_outputs, width=4, extrapolation=extrapolation, generator=gen,
+                   **kw).to(dtype)
+    with torch.no_grad():
+        m.inner.values.add_(0.5 * torch.randn(m.inner.values.shape, generator=gen).to(dtype))
+        m.outer.values.add_(0.5 * torch.randn(m.outer.values.shape, generator=gen).to(dtype))
+        m.inner.log_lengthscale.add_(0.1)
+        m.outer.log_lengthscale.sub_(0.05)
+        if m.bias is not None:
+            m.bias.add_(0.3)
+    return m
+
+
+def _fused_test_input(dtype) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(40, 3, generator=gen) * 2).to(dtype)
+    x[0] = torch.tensor([10.0, -8.0, 0.5])  # off the grid: the extrapolated pieces
+    x[1] = torch.tensor([-3.0, 3.0, 0.0])   # exactly on the grid ends (gradient ties)
+    x[2] = torch.tensor([-40.0, 25.0, -3.5])
+    return x
+
+
+def _value_and_grads(m: KSTNetwork, x: torch.Tensor, fn) -> list[torch.Tensor]:
+    x = x.clone().requires_grad_()
+    y = fn(m, x)
+    w = torch.linspace(-1.0, 2.0, y.numel(), dtype=y.dtype).reshape(y.shape)
+    params = [p for p in m.parameters() if p.requires_grad]
+    grads = torch.autograd.grad((y * w).sum(), [x, *params])
+    return [y.detach(), *grads]
+
+
+@pytest.mark.parametrize("extrapolation", ["linear", "constant", "gp"])
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_fused_kst_equals_reference_float64(extrapolation, n_outputs):
+    m = _perturbed_kst(torch.float64, extrapolation, n_outputs)
+    x = _fused_test_input(torch.float64)
+    m.input_scale.fill_(1.0)  # x̃ = x, so that row 1 sits exactly on the grid ends
+    assert m(x.requires_grad_()).grad_fn.name() == "_FusedBanksBackward"  # the fast path ran
+    fused = _value_and_grads(m, x, KSTNetwork.__call__)
+    ref = _value_and_grads(m, x, _kst_reference)
+    names = ["output", "x"] + [n for n, p in m.named_parameters() if p.requires_grad]
+    assert "inner.log_lengthscale" in names and "outer.values" in names
+    for name, a, b in zip(names, fused, ref):
+        # the length-scale gradient is a sum of two nearly cancelling terms (features and
+        # kernel inverse), each path rounds them differently: relative agreement ~1e-11
+        rtol = 1e-9 if "lengthscale" in name else 1e-12
+        torch.testing.assert_close(a, b, rtol=rtol, atol=1e-12, msg=name)
+
+
+def test_fused_kst_float32_as_accurate_as_reference():
+    # In float32 both paths round differently; measure both against the float64 network. The
+    # length-scale gradients cancel (feature term against kernel-inverse term) and are only
+    # ~1e-4 accurate on either path; everything else agrees to ~1e-6.
+    m = _perturbed_kst(torch.float32)
+    m.fit_normalisation(torch.randn(64, 3, generator=torch.Generator().manual_seed(4)) * 1.5)
+    x = _fused_test_input(torch.float32)
+    fused = _value_and_grads(m, x, KSTNetwork.__call__)
+    ref = _value_and_grads(m, x, _kst_reference)
+    exact = _value_and_grads(copy.deepcopy(m).double(), x.double(), _kst_reference)
+    names = ["output", "x"] + [n for n, _ in m.named_parameters()]
+    for name, a, b, e in zip(names, fused, ref, exact):
+        scale = float(e.abs().max()) or 1.0
+        err_fused = float((a.double() - e).abs().max()) / scale
+        err_ref = float((b.double() - e).abs().max()) / scale
+        assert err_fused <= max(2 * err_ref, 2e-6), (name, err_fused, err_ref)
+        if "lengthscale" not in name:
+            assert err_fused < 2e-5, (name, err_fused)
+
+
+def test_fused_kst_gradcheck():
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)[[0, 2, 3, 4, 5, 6]]  # not row 1: a kink, no derivative
+
+    def of(x, v_in, l_in, v_out, l_out, bias):
+        for bank, v, ll in ((m.inner, v_in, l_in), (m.outer, v_out, l_out)):
+            del bank.values, bank.log_lengthscale
+            bank.values, bank.log_lengthscale = v, ll
+        del m.bias
+        m.bias = bias
+        return m(x)
+
+    args = tuple(t.detach().clone().requires_grad_() for t in (
+        x, m.inner.values, m.inner.log_lengthscale, m.outer.values, m.outer.log_lengthscale,
+        m.bias))
+    assert of(*args).grad_fn.name() == "_FusedBanksBackward"
+    assert torch.autograd.gradcheck(of, args)
+
+
+def test_fused_kst_partial_gradients_and_eval():
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)
+    m.inner.values.requires_grad_(False)  # frozen inner bank and length-scales
+    m.inner.log_lengthscale.requires_grad_(False)
+    m.outer.log_lengthscale.requires_grad_(False)
+    fused = _value_and_grads(m, x, KSTNetwork.__call__)
+    ref = _value_and_grads(m, x, _kst_reference)
+    for a, b in zip(fused, ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _kst_reference(m, x), rtol=1e-12, atol=1e-12)
+
+
+def test_fused_path_sees_lengthscale_edits():
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)
+    with torch.no_grad():
+        before = m(x)
+        m.inner.log_lengthscale.data.add_(0.2)  # bypasses the version counter
+        after = m(x)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, _kst_reference(m, x), rtol=1e-12, atol=1e-12)
+
+
+def test_trainable_positions_kst_matches_reference():
+    m = _perturbed_kst(torch.float64, trainable_positions=True)
+    x = _fused_test_input(torch.float64)
+    assert m(x.requires_grad_()).grad_fn.name() != "_FusedBanksBackward"
+    for a, b in zip(_value_and_grads(m, x, KSTNetwork.__call__),
+                    _value_and_grads(m, x, _kst_reference)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("extrapolation", ["linear", "constant", "gp"])
+def test_grouped_sum_fused_equals_per_edge(extrapolation):
+    g = _random_bank(n_edges=6, n_control=7, extrapolation=extrapolation, lengthscale=0.8)
+    x = (torch.randn(30, 2, dtype=torch.float64) * 2.5).requires_grad_()
+    out = g.grouped_sum(x)
+    assert out.grad_fn.name() == "_FusedBanksBackward"
+    ref = g(x.repeat(1, 3)).reshape(30, 3, 2).sum(-1)
+    w = torch.randn(30, 3, dtype=torch.float64)
+    ga = torch.autograd.grad((out * w).sum(), [x, g.values, g.log_lengthscale])
+    gb = torch.autograd.grad((ref * w).sum(), [x, g.values, g.log_lengthscale])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_functorch_transforms_use_the_unfused_path():
+    # torch.func transforms cannot run the fused autograd.Function; they get the op-level path
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)[:6]
+    g = torch.func.grad(lambda r: m(r).sum())(x)
+    xx = x.clone().requires_grad_()
+    (ref,) = torch.autograd.grad(m(xx).sum(), xx)
+    torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_path_second_order_is_exact():
+    m = _perturbed_kst(torch.float64)
+    x = _fused_test_input(torch.float64)[[0, 2, 3, 4]]  # off the kinks
+
+    def second(fn):
+        xx = x.clone().requires_grad_()
+        u = torch.full((4, 1), 0.5, dtype=torch.float64, requires_grad=True)
+        y = fn(m, xx)
+        (gx,) = torch.autograd.grad(y, xx, u, create_graph=True)  # Jᵀu
+        v = torch.linspace(-1, 1, gx.numel(), dtype=torch.float64).reshape(gx.shape)
+        # reverse-over-reverse J·v (as NeuronConductance does) and a Hessian-vector product
+        jv, hv, hp = torch.autograd.grad((gx * v).sum(), [u, xx, m.outer.values])
+        return jv, hv, hp
+
+    assert m(x.requires_grad_()).grad_fn.name() == "_FusedBanksBackward"
+    for a, b in zip(second(KSTNetwork.__call__), second(_kst_reference)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_jitter_escalation_matches_reference():
+    # inner kernel ill-conditioned (ℓ ≫ spacing), outer one fine: the inner bank leaves the
+    # batched factorisation for the eigenvalue test and jitter escalation, as on the op path
+    m = KSTNetwork(3, width=4, n_control=8, lengthscale=30.0, jitter=1e-15,
+                   hidden_range=(-3000.0, 3000.0), generator=torch.Generator().manual_seed(2))
+    m = m.double()
+    x = _fused_test_input(torch.float64)
+    with pytest.warns(JitterWarning, match="jitter raised"):
+        y = m(x)
+    jitters = (m.inner.last_jitter, m.outer.last_jitter)
+    assert jitters[0] > 1e-15 and jitters[1] == 1e-15
+    with pytest.warns(JitterWarning, match="jitter raised"):
+        ref = _kst_reference(m, x)
+    assert (m.inner.last_jitter, m.outer.last_jitter) == jitters
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6 * float(ref.detach().abs().max()))

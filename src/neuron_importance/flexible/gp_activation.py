@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +50,8 @@ INITS = ("identity", "relu", "zero")
 # Smallest acceptable reciprocal condition number of K + εI before the jitter is raised.
 _MIN_RCOND = {torch.float64: 1e-10, torch.float32: 1e-5}
 _MAX_ESCALATIONS = 20
+_NAN_MESSAGE = ("GPActivation received NaN inputs (check the data and the input normalisation; a "
+                "diverged upstream layer also produces NaN)")
 
 
 class JitterWarning(UserWarning):
@@ -65,62 +68,281 @@ def _nan_check(x: Tensor) -> bool:
         return bool(torch.isnan(x).any())
 
 
-class _GroupedRBF(torch.autograd.Function):
-    """Fused ``grouped_sum`` for a bank with fixed control abscissae (the training hot path).
-
-    ``out = k(clamp(x), c) @ W + min(x − lo, 0) @ S_lo + max(x − hi, 0) @ S_hi`` with the
-    kernel features ``k = exp(scale·(x − c)²)`` of shape ``(N, P·m)``. One graph node instead of
-    about a dozen; the backward reuses the saved features and differences. Gradient masks follow
-    torch's ``clamp``/``clamp_min``/``clamp_max`` (ties pass the gradient).
-    """
-
-    @staticmethod
-    def forward(ctx, x, c, lo, hi, scale, w, s_lo, s_hi, mode):  # noqa: D102
-        n, p = x.shape
-        m = c.shape[0]
-        xin = x if mode == "gp" else torch.clamp(x, lo, hi)
-        d = xin.unsqueeze(-1) - c  # (N, P, m)
-        k = (d * d).mul_(scale).exp_().reshape(n, p * m)
-        out = k @ w
-        e_lo = e_hi = None
-        if mode == "linear":
-            e_lo = (x - lo).clamp_max_(0)
-            e_hi = (x - hi).clamp_min_(0)
-            out.addmm_(e_lo, s_lo).addmm_(e_hi, s_hi)
-        ctx.mode = mode
-        ctx.save_for_backward(x, lo, hi, scale, w, s_lo, s_hi, d, k, e_lo, e_hi)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: D102
-        x, lo, hi, scale, w, s_lo, s_hi, d, k, e_lo, e_hi = ctx.saved_tensors
-        need_x, _, _, _, need_scale, need_w, need_slo, need_shi, _ = ctx.needs_input_grad
-        gx = g_scale = gw = gs_lo = gs_hi = None
-        if need_w:
-            gw = k.transpose(0, 1) @ g
-        if need_x or need_scale:
-            gk = (g @ w.transpose(0, 1)).mul_(k).reshape(d.shape)
-            t = gk.mul_(d)  # dL/dk · k · d
-            if need_scale:
-                g_scale = torch.dot(t.reshape(-1), d.reshape(-1))  # Σ dL/dk · k · d²
-            if need_x:
-                gx = t.sum(-1).mul_(2.0 * scale)
-                if ctx.mode != "gp":
-                    gx.mul_((x >= lo) & (x <= hi))
-                if ctx.mode == "linear":
-                    gx.addcmul_(g @ s_lo.transpose(0, 1), x <= lo)
-                    gx.addcmul_(g @ s_hi.transpose(0, 1), x >= hi)
-        if ctx.mode == "linear":
-            if need_slo:
-                gs_lo = e_lo.transpose(0, 1) @ g
-            if need_shi:
-                gs_hi = e_hi.transpose(0, 1) @ g
-        return gx, None, None, None, g_scale, gw, gs_lo, gs_hi, None
-
-
 def _plain(x: Tensor) -> bool:
     """No torch-function interception (DeepLIFT engine, guided backprop) is active on ``x``."""
     return not torch._C._is_torch_function_mode_enabled() and type(x) is Tensor
+
+
+class _BankConsts(NamedTuple):
+    """Constants of one fixed-grid bank on the fused path (fixed while the grid and ``ℓ`` are)."""
+
+    mode: str            # extrapolation
+    m: int               # number of control points
+    mp: int              # features per input: m, plus the two linear end pieces for "linear"
+    lo: float            # first abscissa c_1
+    hi: float            # last abscissa c_m
+    c: Tensor            # (m, 1) abscissae, broadcast over a (P, 1, N) input
+    ends: Tensor         # (2, 1) = [c_1, c_m]
+    ext_lo: Tensor       # (2, 1) = [−inf, 0]: lower clamp bounds of the end pieces
+    ext_hi: Tensor       # (2, 1) = [0, +inf]: upper clamp bounds of the end pieces
+    zero: Tensor         # 0-d zero (the addend of scale·d²)
+    scale_f: float       # −1/(2ℓ²)
+    two_scale: float     # 2·scale: ∂k/∂x = two_scale·d·k
+    neg_two_scale: float  # −2·scale = ∂scale/∂log ℓ
+    op: Tensor           # (m, m') = [(K + εI)⁻¹ | D] ("linear") or (K + εI)⁻¹
+    neg_q: Tensor        # (m·m',) flattened [−A(K∘d²)A | 0], A = (K + εI)⁻¹
+
+
+def _nan_in(h: Tensor) -> bool:
+    """Whether ``h`` holds a NaN: one sum (NaN propagates) and the exact test only if not finite."""
+    s = float(h.sum())
+    return not math.isfinite(s) and bool(torch.isnan(h).any())
+
+
+def _bank_forward(h: Tensor, bc: _BankConsts, values: Tensor, final: bool):
+    """One bank's grouped sum on a transposed input ``h`` of shape ``(P, N)``.
+
+    ``out[g] = Σ_p Σ_j k_j(x_p) α_{gP+p, j} + s_lo·min(x_p − c_1, 0) + s_hi·max(x_p − c_m, 0)``
+    with ``k_j(x) = exp(scale·(clamp(x, c_1, c_m) − c_j)²)`` and ``[α | s_lo | s_hi] = y_c·op``.
+    The features are laid out ``(P, m', N)`` (batch innermost, so that the elementwise ops run
+    over contiguous rows) and contracted with all edges' weights in one matmul. Returns the
+    output, ``(G, N)`` (``(N, G)`` when ``final``), and what :func:`_bank_backward` needs.
+    """
+    p, n = h.shape
+    m, mp = bc.m, bc.mp
+    at = (values @ bc.op).view(values.shape[0] // p, p * mp)  # column p·m' + j: feature j of x_p
+    xin = h if bc.mode == "gp" else h.clamp(bc.lo, bc.hi)
+    d = xin.unsqueeze(1) - bc.c  # (P, m, N)
+    f = torch.empty(p, mp, n, dtype=h.dtype, device=h.device)
+    # scale·d² in one pass (addcmul), then exp in place
+    torch.addcmul(bc.zero, d, d, value=bc.scale_f, out=f[:, :m]).exp_()
+    if bc.mode == "linear":
+        # [min(x − c_1, 0), max(x − c_m, 0)] in one subtraction and one clamp
+        torch.sub(h.unsqueeze(1), bc.ends, out=f[:, m:]).clamp_(bc.ext_lo, bc.ext_hi)
+    fv = f.view(p * mp, n)
+    out = fv.t() @ at.t() if final else at @ fv
+    return out, (h, xin, d, f, at)
+
+
+def _bank_backward(gt: Tensor, saved: tuple, bc: _BankConsts, values: Tensor, need_x: bool,
+                   need_v: bool, need_s: bool):
+    """Gradients of one bank from the transposed upstream gradient ``gt`` ``(G, N)``.
+
+    Returns ``(∂L/∂h (P, N), ∂L/∂y_c, ∂L/∂log ℓ)`` (``None`` where not needed). With
+    ``A = (K + εI)⁻¹`` and ``w = [α | s_lo | s_hi]`` the edge weights:
+
+    * ``∂L/∂y_c = (∂L/∂w)·opᵀ`` with ``∂L/∂w = gᵀ·features``;
+    * ``∂L/∂x_p = Σ_g g_g Σ_j w_{g,p,j}·2·scale·d_j·k_j`` (inside the grid) plus the end
+      slopes outside it;
+    * ``∂L/∂scale = Σ_g g_g Σ_{p,j} w_{g,p,j}·k_j·d_j²`` (the features) ``− Σ G ∘ (A(K∘d²)A)``
+      with ``G = y_cᵀ ∂L/∂α`` (through ``A``: ``∂L/∂K = −A·G·A``, ``∂K/∂scale = K∘d²``), and
+      ``∂scale/∂log ℓ = −2·scale``.
+
+    Gradient masks follow torch's ``clamp``/``clamp_min``/``clamp_max`` (ties pass the
+    gradient): ``clamp(x) == x`` inside, ``clamp(x) == c_1`` iff ``x ≤ c_1``, likewise ``c_m``.
+    """
+    h, xin, d, f, at = saved
+    m, mp = bc.m, bc.mp
+    p, n = h.shape
+    g = at.shape[0]
+    gx = g_values = g_log = None
+    if need_v or need_s:
+        ga = (gt @ f.view(p * mp, n).t()).view(g * p, mp)  # ∂L/∂w
+        if need_v:
+            g_values = ga @ bc.op.t()
+    if need_x or need_s:
+        kd = f[:, :m] * d  # k·d, (P, m, N)
+        if g == 1:
+            # a single group: Σ_j w_{p,j}·(…)_{p,j,n} as a batch (over p) of row-vector
+            # products; the gradient g_n multiplies afterwards (no (P, m', N) gradient tensor)
+            w = at.view(p, mp)
+            wk = w[:, :m].unsqueeze(1)  # (P, 1, m)
+            gv = gt.reshape(1, n)
+            if need_x:
+                gx = torch.bmm(wk, kd).view(p, n).mul_(gv).mul_(bc.two_scale)
+            if need_s:
+                g_feat = torch.dot(torch.bmm(wk, kd.mul_(d)).view(p, n).sum(0), gv.view(-1))
+        else:
+            if need_x:
+                gf = (at.t() @ gt).view(p, mp, n)
+                gx = gf[:, :m].mul_(kd).sum(1).mul_(bc.two_scale)
+            if need_s:
+                # Σ_g g_g·(w_k @ (k·d²))_g without the (P, m, N) gradient
+                wk = at.view(g, p, mp)[:, :, :m].reshape(g, p * m)
+                g_feat = torch.dot((wk @ kd.mul_(d).view(p * m, n)).view(-1), gt.reshape(-1))
+        if need_s:
+            g_kern = torch.dot((values.t() @ ga).view(-1), bc.neg_q)
+            g_log = (g_feat + g_kern).mul_(bc.neg_two_scale)
+        if need_x:
+            if bc.mode != "gp":
+                gx.mul_(xin == h)
+            if bc.mode == "linear":
+                ends = xin.unsqueeze(1) == bc.ends  # (P, 2, N): x ≤ c_1, x ≥ c_m
+                if g == 1:
+                    gx.addcmul_((ends * w[:, m:].unsqueeze(-1)).sum(1), gv)
+                else:
+                    gx.add_(gf[:, m:].mul_(ends).sum(1))
+    return gx, g_values, g_log
+
+
+def _provably_well_conditioned(info: int, norm_inv: float, m: int, eps: float,
+                                dtype: torch.dtype) -> bool:
+    """``K + εI`` passes the conditioning test of :meth:`GPActivation._factorise` for sure.
+
+    ``info`` is the Cholesky status and ``norm_inv`` the ∞-norm of the computed inverse; for
+    symmetric ``A``, ``λ_max/λ_min ≤ ‖A‖∞‖A⁻¹‖∞`` with ``‖K + εI‖∞ ≤ m + ε``. Only for float32
+    and float64 (whose rounding the factor-2 margin covers); NaN/inf fail.
+    """
+    r = _MIN_RCOND.get(dtype)
+    return r is not None and info == 0 and norm_inv * (m + eps) <= 0.5 / r
+
+
+def _fused_consts_all(banks: Sequence[GPActivation], values: Sequence[Tensor]) -> list:
+    """Every bank's :class:`_BankConsts`; banks that must refactorise share one factorisation.
+
+    In training every bank's ``ℓ`` moves each step. Banks with the same number of control
+    points, jitter, extrapolation and dtype are factorised as one batch (the same per-matrix
+    LAPACK calls, a fraction of the op launches); a bank whose batched factor is not provably
+    well-conditioned, or that does not fit the batch, goes through its own
+    :meth:`GPActivation._fused_consts` (with the eigenvalue test and jitter escalation).
+    """
+    keys = [b._fused_key(v) for b, v in zip(banks, values)]
+    out: list[_BankConsts | None] = []
+    todo = []
+    for i, (b, key) in enumerate(zip(banks, keys)):
+        cached = getattr(b, "_fused_cache", None)
+        hit = cached is not None and cached[0] == key
+        out.append(cached[1] if hit else None)
+        if not hit:
+            todo.append(i)
+    if len(todo) > 1:
+        b0, dt = banks[todo[0]], values[todo[0]].dtype
+        if dt in _MIN_RCOND and all(
+                banks[i].n_control == b0.n_control and banks[i].jitter == b0.jitter
+                and banks[i].extrapolation == b0.extrapolation and values[i].dtype == dt
+                and banks[i].positions.dtype == dt and banks[i].log_lengthscale.dtype == dt
+                and banks[i].positions.device == b0.positions.device for i in todo):
+            _refactorise_together([banks[i] for i in todo], [keys[i] for i in todo], dt)
+            for i in todo:
+                cached = getattr(banks[i], "_fused_cache", None)
+                if cached is not None and cached[0] == keys[i]:
+                    out[i] = cached[1]
+    for i in todo:
+        if out[i] is None:
+            out[i] = banks[i]._fused_consts(values[i], keys[i])
+    return out
+
+
+def _refactorise_together(banks: list, keys: list, dt: torch.dtype) -> None:
+    """Batched :meth:`GPActivation._fused_consts` for banks of one shape; caches the results.
+
+    The same ops as the single-bank path (``scale = exp(−2 log ℓ)·(−1/2)``,
+    ``K = exp(scale·d²)``, Cholesky of ``K + εI`` and its inverse) on a ``(B, m, m)`` stack.
+    Only banks whose factor is provably well-conditioned are cached; the rest are left to
+    the single-bank path, so the jitter rule is unchanged.
+    """
+    b0 = banks[0]
+    m, eps = b0.n_control, b0.jitter
+    grids = [b._grid_consts(dt) for b in banks]
+    with torch.no_grad():
+        scale = torch.exp(torch.stack([b.log_lengthscale for b in banks]) * -2.0) * -0.5
+        d2 = torch.stack([g[7] for g in grids])
+        k = torch.exp(d2 * scale.view(-1, 1, 1))
+        chol, info = torch.linalg.cholesky_ex(torch.add(k, grids[0][9], alpha=eps))
+        inv = torch.cholesky_inverse(chol)
+        norms = inv.abs().sum(-1).amax(-1).tolist()
+        infos = info.tolist()
+        q = inv @ k.mul_(d2) @ inv
+        if b0.extrapolation == "linear":
+            op = torch.cat([inv, torch.stack([g[8] for g in grids])], -1)
+            q = torch.cat([q, q.new_zeros(len(banks), m, 2)], -1)
+        else:
+            op = inv
+        neg_q = q.neg_().reshape(len(banks), -1)
+        scales = scale.tolist()
+    for i, b in enumerate(banks):
+        if _provably_well_conditioned(infos[i], norms[i], m, eps, dt):
+            if b.last_jitter != eps:
+                b.last_jitter = eps
+            b._fused_cache = (keys[i], b._make_consts(grids[i], scales[i], op[i], neg_q[i]))
+
+
+class _FusedBanks(torch.autograd.Function):
+    """``y = B_L(… B_1((x − shift)/div) …) + bias`` as one autograd node (the training hot path).
+
+    Each ``B_i`` is :meth:`GPActivation.grouped_sum` of a fixed-grid bank; the parameters are
+    the banks' own ``(values_1, log_ℓ_1, values_2, log_ℓ_2, …)``. The kernel factorisation is
+    done without a graph and cached per parameter version (:func:`_fused_consts_all`); the
+    backward is analytic (:func:`_bank_backward`), so a KST training step is one forward call
+    and one backward node instead of a few dozen small autograd nodes. A backward that must
+    itself be differentiable (``create_graph=True``: second order, reverse-over-reverse
+    Jacobian products) differentiates the op-level forward instead, so every order is exact.
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift, div, bias, banks, *params):  # noqa: D102
+        h = x if shift is None else (x - shift) / div
+        h = h.t().contiguous()
+        consts = _fused_consts_all(banks, params[0::2])
+        ins, saved = [], []
+        for i, bc in enumerate(consts):
+            ins.append(h)
+            h, s = _bank_forward(h, bc, params[2 * i], i == len(consts) - 1)
+            saved.append(s)
+        # as the unfused path: raise on NaN inputs to any bank (not on NaN parameters)
+        if _nan_in(h) and any(map(_nan_in, ins)):
+            raise ValueError(_NAN_MESSAGE)
+        if bias is not None:
+            h.add_(bias)
+        ctx.consts, ctx.saved, ctx.banks = consts, saved, banks
+        ctx.save_for_backward(x, shift, div, bias, *params)
+        return h
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, shift, div, bias, *params = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _FusedBanks._backward_by_ops(ctx, g, x, shift, div, bias, params)
+        values = params[0::2]
+        n_banks = len(values)
+        grads: list[Tensor | None] = [None] * (2 * n_banks)
+        gt = g.t()
+        for i in reversed(range(n_banks)):
+            need_x = need[0] or any(need[5:5 + 2 * i])
+            gt, grads[2 * i], grads[2 * i + 1] = _bank_backward(
+                gt, ctx.saved[i], ctx.consts[i], values[i], need_x, need[5 + 2 * i],
+                need[6 + 2 * i])
+        gx = None
+        if need[0]:
+            gx = gt.t() if div is None else gt.t() / div
+        return (gx, None, None, g.sum(0) if need[3] else None, None, *grads)
+
+    @staticmethod
+    def _backward_by_ops(ctx, g, x, shift, div, bias, params):
+        """The gradient as a differentiable graph: autograd through the op-level forward.
+
+        ``params`` are the banks' own parameter tensors (both call sites pass them), which the
+        op-level path reads from the modules.
+        """
+        need = ctx.needs_input_grad
+        with torch.enable_grad():
+            h = x if shift is None else (x - shift) / div
+            for bank in ctx.banks:
+                h = bank._grouped_sum_ops(h)
+            y = h if bias is None else h + bias
+            slots = [i for i in (0, 3, *range(5, 5 + len(params))) if need[i]]
+            inputs = [(x, None, None, bias, None, *params)[i] for i in slots]
+            grads = torch.autograd.grad(y, inputs, g, create_graph=True, allow_unused=True)
+        out: list[Tensor | None] = [None] * (5 + len(params))
+        for i, gr in zip(slots, grads):
+            out[i] = gr
+        return tuple(out)
+
+
+def _fusable(x: Tensor) -> bool:
+    """The fused path may run: no torch-function interception and no functorch transform."""
+    return _plain(x) and not torch._C._are_functorch_transforms_active()
 
 
 class GPActivation(nn.Module):
@@ -222,6 +444,9 @@ class GPActivation(nn.Module):
 
         self.values = nn.Parameter(self._initial_values(init, c))
         self._cache: tuple[tuple, Tensor] | None = None
+        # fused-path constants (see _grid_consts/_fused_consts), keyed by parameter versions
+        self._grid_cache: tuple | None = None
+        self._fused_cache: tuple | None = None
 
     # ------------------------------------------------------------------ parameters
     def _initial_values(self, init: str | Callable[[Tensor], Tensor], c: Tensor) -> Tensor:
@@ -275,30 +500,46 @@ class GPActivation(nn.Module):
         """``−1 / (2ℓ²)`` as a 0-d tensor (differentiable in the log length-scale)."""
         return torch.exp(self.log_lengthscale * -2.0) * -0.5
 
-    def _factorise(self, c: Tensor, scale: Tensor | None = None) -> Tensor:
+    def _factorise(self, c: Tensor, scale: Tensor | None = None, d2: Tensor | None = None,
+                   eye: Tensor | None = None, return_kernel: bool = False):
         """``(K + εI)⁻¹`` (symmetric ``m × m``), raising ε until ``K + εI`` is well-conditioned.
 
-        ``scale`` is ``−1/(2ℓ²)`` when the caller already has it.
+        ``scale`` is ``−1/(2ℓ²)``, ``d2`` the squared differences ``(c_i − c_j)²`` and ``eye``
+        the identity, when the caller already has them. The kernel is ``K = exp(scale·d2)``;
+        ``return_kernel`` returns ``(inverse, K)``.
+
+        Acceptance: reciprocal condition number ``λ_min/λ_max ≥ r`` (``_MIN_RCOND``), a
+        successful Cholesky factorisation and a finite inverse. The eigen-decomposition is
+        skipped when a cheap bound already proves the condition: for symmetric ``A``,
+        ``λ_max/λ_min ≤ ‖A‖∞‖A⁻¹‖∞`` and ``‖K + εI‖∞ ≤ m + ε`` (``0 < k ≤ 1``), so
+        ``(m + ε)‖A⁻¹‖∞ ≤ 1/(2r)`` implies it with a factor-2 margin for the rounding of the
+        computed inverse and eigenvalues (:func:`_provably_well_conditioned`). Otherwise the
+        eigenvalues decide, as without the bound.
         """
         if scale is None:
             scale = self._neg_half_prec()
-        d = c.reshape(-1, 1) - c.reshape(1, -1)
-        k = torch.exp(d * d * scale)
-        eye = torch.eye(self.n_control, dtype=k.dtype, device=k.device)
+        if d2 is None:
+            d = c.reshape(-1, 1) - c.reshape(1, -1)
+            d2 = d * d
+        k = torch.exp(d2 * scale)
+        if eye is None:
+            eye = torch.eye(self.n_control, dtype=k.dtype, device=k.device)
         min_rcond = _MIN_RCOND.get(k.dtype, 1e-3)
         eps = self.jitter
         for _ in range(_MAX_ESCALATIONS):
             kj = torch.add(k, eye, alpha=eps)
+            chol, info = torch.linalg.cholesky_ex(kj)
+            inv = torch.cholesky_inverse(chol)
             with torch.no_grad():
+                # one host read; a NaN/inf inverse fails the bound
+                norm_inv = float(inv.detach().abs().sum(-1).max())
+                if _provably_well_conditioned(int(info), norm_inv, self.n_control, eps, k.dtype):
+                    break
                 # one host read for the whole spectrum (ascending); NaN/inf fail every test
                 ev = torch.linalg.eigvalsh(kj.detach()).tolist()
                 ok = all(map(math.isfinite, ev)) and ev[0] > 0 and ev[0] >= min_rcond * ev[-1]
-            if ok:
-                chol, info = torch.linalg.cholesky_ex(kj)
-                if int(info) == 0:
-                    inv = torch.cholesky_inverse(chol)
-                    if bool(torch.isfinite(inv.detach()).all()):
-                        break
+            if ok and int(info) == 0 and math.isfinite(norm_inv):
+                break
             eps *= 10.0
         else:
             raise RuntimeError(
@@ -316,7 +557,7 @@ class GPActivation(nn.Module):
                 stacklevel=3,
             )
         self.last_jitter = eps
-        return inv
+        return (inv, k) if return_kernel else inv
 
     def inverse_kernel(self, scale: Tensor | None = None) -> Tensor:
         """``(K + εI)⁻¹``, cached when no gradient to the positions/length-scale is needed."""
@@ -350,8 +591,7 @@ class GPActivation(nn.Module):
             raise ValueError(f"GPActivation expects input of shape (N, {self.n_edges}), "
                              f"got {tuple(x.shape)}")
         if _nan_check(x):
-            raise ValueError("GPActivation received NaN inputs (check the data and the input "
-                             "normalisation; a diverged upstream layer also produces NaN)")
+            raise ValueError(_NAN_MESSAGE)
         c = self.control_points
         alpha = self.coefficients()
         lo, hi = c[0], c[-1]
@@ -376,13 +616,17 @@ class GPActivation(nn.Module):
         if x.dim() != 2 or x.shape[1] < 1 or self.n_edges % x.shape[1]:
             raise ValueError(f"grouped_sum expects input of shape (N, P) with P dividing "
                              f"{self.n_edges}, got {tuple(x.shape)}")
+        if not self.trainable_positions and _fusable(x):
+            return _FusedBanks.apply(x, None, None, None, (self,), self.values,
+                                     self.log_lengthscale)
+        return self._grouped_sum_ops(x)
+
+    def _grouped_sum_ops(self, x: Tensor) -> Tensor:
+        """:meth:`grouped_sum` from ordinary torch ops (interceptable, any order of autograd)."""
         if _nan_check(x):
-            raise ValueError("GPActivation received NaN inputs (check the data and the input "
-                             "normalisation; a diverged upstream layer also produces NaN)")
+            raise ValueError(_NAN_MESSAGE)
         n, p = x.shape
         g = self.n_edges // p
-        if not self.trainable_positions and _plain(x):
-            return self._grouped_sum_fast(x, g, p)
         c = self.control_points
         alpha = self.coefficients().reshape(g, p * self.n_control)
         lo, hi = c[0], c[-1]
@@ -396,37 +640,80 @@ class GPActivation(nn.Module):
                 + (x - hi).clamp_min(0) @ s_hi.reshape(g, p).transpose(0, 1)
         return out
 
-    def _fixed_grid_consts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(c, lo, hi, D)`` for a fixed grid, ``D`` the ``(m, 2)`` end-secant operator."""
+    def _grid_consts(self, dtype: torch.dtype) -> tuple:
+        """Constants of a fixed grid, cached per grid version and dtype.
+
+        ``(lo, hi, c, ends, ext_lo, ext_hi, zero, d², D, I)``: see :class:`_BankConsts` for the
+        first seven; ``d²`` is the ``(m, m)`` matrix of squared differences and ``I`` the identity (grid
+        dtype), ``D`` the ``(m, 2)`` end-secant operator, ``y·D = [(y_2 − y_1)/(c_2 − c_1),
+        (y_m − y_{m−1})/(c_m − c_{m−1})]``.
+        """
         c = self.positions
-        key = (id(c), c._version, c.dtype, c.device)
+        key = (id(c), c._version, c.dtype, c.device, dtype)
         cached = getattr(self, "_grid_cache", None)
-        if cached is None or cached[0] != key:
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
             m = self.n_control
+            diff = c.reshape(-1, 1) - c.reshape(1, -1)
             dd = torch.zeros(m, 2, dtype=c.dtype, device=c.device)
             dd[0, 0], dd[1, 0] = -1.0, 1.0
             dd[m - 2, 1], dd[m - 1, 1] = -1.0, 1.0
             dd[:, 0] /= c[1] - c[0]
             dd[:, 1] /= c[-1] - c[-2]
-            cached = (key, (c, c[0].clone(), c[-1].clone(), dd))
-            self._grid_cache = cached
-        return cached[1]
+            cd = c.to(dtype)
+            inf = math.inf
+            consts = (float(c[0]), float(c[-1]), cd.reshape(m, 1),
+                      torch.stack([cd[0], cd[-1]]).reshape(2, 1),
+                      torch.tensor([[-inf], [0.0]], dtype=dtype, device=c.device),
+                      torch.tensor([[0.0], [inf]], dtype=dtype, device=c.device),
+                      torch.zeros((), dtype=dtype, device=c.device),
+                      diff * diff, dd.to(dtype), torch.eye(m, dtype=c.dtype, device=c.device))
+        self._grid_cache = (key, consts)
+        return consts
 
-    def _grouped_sum_fast(self, x: Tensor, g: int, p: int) -> Tensor:
-        c, lo, hi, dd = self._fixed_grid_consts()
-        scale = self._neg_half_prec()
-        inv = self.inverse_kernel(scale if self._needs_graph() else None).to(self.values.dtype)
-        m = self.n_control
-        if self.extrapolation == "linear":
-            # coefficients and end slopes of every edge in one small matmul
-            a = self.values @ torch.cat([inv, dd.to(inv.dtype)], 1)  # (E, m + 2)
-            w = a[:, :m].reshape(g, p * m).transpose(0, 1)
-            s_lo = a[:, m].reshape(g, p).transpose(0, 1)
-            s_hi = a[:, m + 1].reshape(g, p).transpose(0, 1)
-        else:
-            w = (self.values @ inv).reshape(g, p * m).transpose(0, 1)
-            s_lo = s_hi = None
-        return _GroupedRBF.apply(x, c, lo, hi, scale, w, s_lo, s_hi, self.extrapolation)
+    def _fused_key(self, values: Tensor) -> tuple:
+        """Cache key of the fused constants: identity, version counter and value of ``log ℓ``.
+
+        The value too, so that an edit through ``.data`` (which bypasses the version counter)
+        is seen; plus the grid's identity and version and the dtype/device in use.
+        """
+        c, ll = self.positions, self.log_lengthscale
+        return (id(c), c._version, id(ll), ll._version, float(ll.detach()), values.dtype,
+                values.device)
+
+    def _make_consts(self, grid: tuple, scale: float, op: Tensor, neg_q: Tensor) -> _BankConsts:
+        lo, hi, c2, ends, ext_lo, ext_hi, zero = grid[:7]
+        return _BankConsts(self.extrapolation, self.n_control, op.shape[1], lo, hi, c2, ends,
+                           ext_lo, ext_hi, zero, scale, 2.0 * scale, -2.0 * scale, op, neg_q)
+
+    def _fused_consts(self, values: Tensor, key: tuple | None = None) -> _BankConsts:
+        """The fused path's constants, recomputed only when the grid or ``ℓ`` changed.
+
+        In training ``ℓ`` moves every step, so this refactorises once per step, without a graph:
+        :func:`_bank_backward` differentiates through ``(K + εI)⁻¹`` analytically.
+        """
+        key = self._fused_key(values) if key is None else key
+        cached = getattr(self, "_fused_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        dt = values.dtype
+        grid = self._grid_consts(dt)
+        d2, dd, eye = grid[7:]
+        with torch.no_grad():
+            scale = self._neg_half_prec()
+            inv, k = self._factorise(self.positions, scale, d2, eye, return_kernel=True)
+            q = inv @ k.mul_(d2) @ inv  # A (∂K/∂scale) A
+            if inv.dtype != dt:
+                inv, q, scale = inv.to(dt), q.to(dt), scale.to(dt)
+            if self.extrapolation == "linear":
+                op = torch.cat([inv, dd], 1)
+                q = torch.cat([q, torch.zeros_like(dd)], 1)
+            else:
+                op = inv
+            consts = self._make_consts(grid, float(scale), op, q.neg_().reshape(-1))
+        self._fused_cache = (key, consts)
+        return consts
 
     @torch.no_grad()
     def evaluate(self, x: Tensor | Sequence[float]) -> Tensor:

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .gp_activation import GPActivation, _nan_check
+from .gp_activation import GPActivation, _fusable, _FusedBanks, _nan_check
 
 
 class KSTNetwork(nn.Module):
@@ -141,7 +141,24 @@ class KSTNetwork(nn.Module):
         return self.outer(rep).reshape(z.shape[0], self.n_outputs, self.width)
 
     def forward(self, x: Tensor) -> Tensor:
-        # = outer_edges(hidden(x)).sum(-1), without the per-edge tensors
+        """``y_o = Σ_q Φ_{o,q}(Σ_p φ_{q,p}(x̃_p)) + b_o``, shape ``(N, n_outputs)``.
+
+        Equal to ``outer_edges(hidden(x)).sum(-1) + bias`` (up to float rounding) without the
+        per-edge tensors. With fixed control grids and no torch-function interception the whole
+        network is one fused autograd node (``_FusedBanks``, analytic backward); otherwise
+        (DeepLIFT's op interception, trainable positions, functorch transforms) it is built
+        from ordinary torch ops.
+        """
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"KSTNetwork expects input of shape (N, {self.n_inputs}), "
+                             f"got {tuple(x.shape)}")
+        if (not (self.inner.trainable_positions or self.outer.trainable_positions)
+                and not (self.input_shift.requires_grad or self.input_scale.requires_grad)
+                and _fusable(x)):
+            return _FusedBanks.apply(x, self.input_shift, self.input_scale, self.bias,
+                                     (self.inner, self.outer), self.inner.values,
+                                     self.inner.log_lengthscale, self.outer.values,
+                                     self.outer.log_lengthscale)
         y = self.outer.grouped_sum(self._hidden_fast(x))
         if self.bias is not None:
             y = y + self.bias
