@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -529,19 +530,29 @@ def _plot_acc_by_order(res: Mapping[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 4), squeeze=False)
     for ax, b in zip(axes[0], benches):
         methods = list(res["summary"][b])
+        # zoom on the regularised methods; fine-tuning may lie far below
+        good = [r["acc"] for r in res["runs"] if r["benchmark"] == b and r["method"] != "finetune"]
+        lo = min(good) - 1.0 if good else -math.inf
         for i, m in enumerate(methods):
-            accs = [r["acc"] for r in res["runs"] if r["benchmark"] == b and r["method"] == m]
-            ax.scatter([i] * len(accs), accs, s=18, alpha=0.7,
-                       color="C3" if m == "nai" else "C0")
-            ax.plot([i - 0.3, i + 0.3], [np.mean(accs)] * 2, color="k", lw=1.5)
+            accs = np.array([r["acc"] for r in res["runs"]
+                             if r["benchmark"] == b and r["method"] == m])
+            color = "C3" if m == "nai" else "C0"
+            shown = accs[accs >= lo]
+            ax.scatter([i] * len(shown), shown, s=18, alpha=0.7, color=color)
+            if np.mean(accs) >= lo:
+                ax.plot([i - 0.3, i + 0.3], [np.mean(accs)] * 2, color="k", lw=1.5)
+            below = accs[accs < lo]
+            if below.size:  # points under the zoomed axis: a marker at its floor and their values
+                ax.scatter([i], [lo], marker="v", s=40, color=color, clip_on=False)
+                ax.annotate(f"{below.size} below\nmean {accs.mean():.1f}", (i, lo),
+                            xytext=(0, 6), textcoords="offset points", ha="center",
+                            fontsize=7)
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels(methods, rotation=45, ha="right")
         ax.set_title(f"{b}: final ACC per task order")
         ax.set_ylabel("ACC (%)")
-        # zoom on the regularised methods; fine-tuning may lie far below
-        good = [r["acc"] for r in res["runs"] if r["benchmark"] == b and r["method"] != "finetune"]
         if good:
-            ax.set_ylim(min(good) - 1.0, min(100.0, max(good) + 0.3))
+            ax.set_ylim(lo, min(100.0, max(good) + 0.3))
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
