@@ -271,6 +271,45 @@ def test_nai_maps(map_: str, expected) -> None:
     torch.testing.assert_close(nai.omega["trunk.2.weight"], expected(a, b))
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_nai_downstream_weighting_is_the_top_down_closed_form(shared: bool) -> None:
+    """I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1}), from the finished task's head down."""
+    torch.manual_seed(0)
+    heads = (10,) if shared else (2, 3)
+    model = ContinualMLP(4, (3, 2), heads, shared_head=shared)
+    x = torch.randn(40, 4)
+    task = 0 if shared else 1
+    nai = NAI(1.0, NAIOptions(norm="mean", map="prod", stat="sq", downstream="weights",
+                              input_importance="none"))
+    nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
+                                   lambda v: model(v, task=task), task, 0))
+    with torch.no_grad():
+        h1 = torch.relu(model.trunk[0](x)).double()
+        h2 = torch.relu(model.trunk[2](h1.float())).double()
+        w_head = model.heads[task].weight.double()
+        w2 = model.trunk[2].weight.double()
+
+    def norm(v):
+        return v / v.mean()
+
+    i_head = torch.ones(w_head.shape[0], dtype=torch.float64)  # uniform head importance
+    i2 = norm(norm(h2.square().mean(0)) * (w_head.square() * i_head[:, None]).sum(0))
+    i1 = norm(norm(h1.square().mean(0)) * (w2.square() * i2[:, None]).sum(0))
+    torch.testing.assert_close(nai.last_importance["trunk.2"], i2)
+    torch.testing.assert_close(nai.last_importance["trunk.0"], i1)
+    torch.testing.assert_close(nai.omega["trunk.2.weight"].double(), i2[:, None] * i1[None, :],
+                               rtol=1e-6, atol=1e-6)
+    # a unit the head does not read is left free
+    with torch.no_grad():
+        model.heads[task].weight[:, 0] = 0
+    nai2 = NAI(1.0, NAIOptions(downstream="weights"))
+    nai2.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
+                                    lambda v: model(v, task=task), task, 0))
+    assert nai2.last_importance["trunk.2"][0] == 0
+    with pytest.raises(ValueError, match="downstream"):
+        NAIOptions(downstream="gradient")
+
+
 def test_nai_shared_head_uses_clipped_mean_logits() -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (5,), shared_head=True)

@@ -83,6 +83,11 @@ class NAIOptions:
             ``activation``: the inputs are units too, with I⁰_j = norm(E[x_j²]) for
             ``stat="sq"`` and norm(E|x_j|) otherwise, so ``map`` applies to the first layer
             as well (with ``prod``, Ω_ij = I_i·I⁰_j resembles the a_j² factor of the Fisher).
+        downstream: ``none``, or ``weights``: each hidden unit's importance is multiplied by
+            how strongly it reaches the important units above it, top-down from the finished
+            task's head, I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1}) with I = 1 for the
+            head's outputs: a label- and gradient-free stand-in for the E[δ_i²] factor of the
+            Fisher, so that an active unit the old heads barely read is left free.
         head_importance: a *shared* output layer's unit importances: ``uniform`` (every
             output unit matters to every task: I = 1) or ``logit`` (the notes' mean logit
             clipped at 0, which leaves most of a 10-way head unprotected).
@@ -102,6 +107,7 @@ class NAIOptions:
     reinit: float = 0.0
     input_importance: str = "activation"
     head_importance: str = "uniform"
+    downstream: str = "none"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -109,6 +115,7 @@ class NAIOptions:
             ("penalty", _PENALTIES), ("source", _SOURCES), ("collect_mode", ("eval", "train")),
             ("input_importance", ("none", "activation")),
             ("head_importance", ("uniform", "logit")),
+            ("downstream", ("none", "weights")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -310,6 +317,8 @@ class NAI(Strategy):
         o = self.options
         raw = self._raw(model, data)
         unit = {k: normalise(v, o.norm, o.tau) for k, v in raw.items()}
+        if o.downstream == "weights":
+            self._weight_by_downstream(model, unit, data.head)
         self.last_importance = {k: v.clone() for k, v in unit.items()}
         new = self._weight_importance(model, unit)
         for k, v in new.items():
@@ -323,6 +332,22 @@ class NAI(Strategy):
         if o.reinit > 0:
             self._reinit(model, unit)
         self.anchor = {k: p.detach().clone() for k, p in model.shared_named_parameters()}
+
+    def _weight_by_downstream(self, model: ContinualMLP, unit: dict[str, Tensor],
+                              head: int) -> None:
+        """``I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1})``, top-down from the task's head."""
+        o = self.options
+        names = [f"trunk.{lin}" for lin, _ in mlp_unit_layers(model)]
+        out_layer = model.heads[0 if model.shared_head else head]
+        w_next = out_layer.weight.detach().double()
+        i_next = unit.get("heads.0") if model.shared_head else None
+        if i_next is None:
+            i_next = torch.ones(w_next.shape[0], dtype=torch.float64)
+        for name in reversed(names):
+            reach = (w_next.square() * i_next.to(w_next)[:, None]).sum(0).cpu()
+            unit[name] = normalise(unit[name] * reach, o.norm, o.tau)
+            i_next = unit[name]
+            w_next = dict(model.named_parameters())[f"{name}.weight"].detach().double()
 
     @staticmethod
     def _device(model: nn.Module) -> torch.device:

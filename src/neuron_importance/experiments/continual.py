@@ -61,7 +61,12 @@ ABLATION: list[dict[str, Any]] = [
     {"source": "conductance", "n_samples": 2000},
     {"collect_mode": "train"},
     {"reinit": 0.1},
+    {"downstream": "weights"},
 ]
+
+#: NAI switches added after runs were recorded, with the value that leaves NAI as it was: a
+#: run at that value keeps its key (so finished runs stay valid), any other value changes it
+_NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none"}
 
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai")
 
@@ -204,8 +209,9 @@ class RunSpec:
             # the resolved options, so that a change of NAI's defaults never reuses old runs
             from neuron_importance.continual import NAIOptions
 
-            extra["nai_options"] = asdict(NAIOptions(
-                **{k: v for k, v in self.hyperparameters if k != "lam"}))
+            opts = asdict(NAIOptions(**{k: v for k, v in self.hyperparameters if k != "lam"}))
+            extra["nai_options"] = {k: v for k, v in opts.items()
+                                    if _NAI_KEY_NEUTRAL.get(k, object()) != v}
         blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
                            "batch": settings.batch_size, "patience": settings.patience,
                            "seed": settings.seed, "permuted_tasks": settings.permuted_tasks,
