@@ -25,8 +25,10 @@ Figures: ``examples/s`` is what the command reports (examples computed / time of
 attribution loop, summed over ranks: it leaves out start-up, model loading and checks);
 ``wall`` is the whole command including Python/torch start-up. The single process uses
 torch's default intra-op threads, and again 1 thread; under torchrun each rank gets
-``OMP_NUM_THREADS=1``. All write the same bytes (checked here: the stores are compared file by
-file). On a machine shared with other jobs the timings are noisy; the load average is printed.
+``OMP_NUM_THREADS=1``. The 2-process store must be byte-identical to the 1-thread single
+process (compared file by file); against the default-thread process the largest difference is
+printed, since the intra-op thread count may change float rounding. On a machine shared with
+other jobs the timings are noisy; the load average is printed.
 """
 
 from __future__ import annotations
@@ -106,12 +108,33 @@ def _compare(name: str, data: Path, model: str, weights: Path, extra: list[str],
               f"(loop {r['loop_s']:.1f} s, wall {r['wall_s']:.1f} s, "
               f"load {r['load_1min_after']})")
     one, two = work / f"{name}-1proc-None.zarr", work / f"{name}-2proc-None.zarr"
-    same = _same_store(one, two) and _same_store(one, work / f"{name}-1proc-1.zarr")
+    one_t1 = work / f"{name}-1proc-1.zarr"
+    # the promise is about processes at equal threads per process (each torchrun rank has 1);
+    # a different intra-op thread count may change float rounding (oneDNN splits reductions)
+    same = _same_store(one_t1, two)
+    threads_diff = _max_abs_diff(one, one_t1)
     best_one = max(runs[0]["examples_per_s"], runs[1]["examples_per_s"])
     print(f"  2 processes / best 1 process: {runs[2]['examples_per_s'] / best_one:.2f}x"
-          f"; the three stores byte-identical: {same}; store {_size_mb(one):.1f} MB on disk")
+          f"; 2 processes byte-identical to 1 process with 1 thread: {same}; "
+          f"1 process with default threads vs 1 thread: max |diff| {threads_diff:.3g}; "
+          f"store {_size_mb(one):.1f} MB on disk")
     return {"n_examples": n, "runs": runs, "byte_identical": same,
+            "max_abs_diff_default_threads_vs_1": threads_diff,
             "store_mb": round(_size_mb(one), 1)}
+
+
+def _max_abs_diff(a: Path, b: Path) -> float:
+    """Largest absolute difference between the arrays of two stores (0.0 when identical)."""
+    import zarr
+
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    worst = 0.0
+    for key in ga.array_keys():
+        x, y = np.asarray(ga[key][:]), np.asarray(gb[key][:])
+        if x.dtype.kind in "fiu":
+            worst = max(worst, float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max(
+                initial=0.0)))
+    return worst
 
 
 _MEMORY_CHILD = """
