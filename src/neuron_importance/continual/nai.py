@@ -337,17 +337,16 @@ class NAI(Strategy):
                               head: int) -> None:
         """``I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1})``, top-down from the task's head."""
         o = self.options
-        names = [f"trunk.{lin}" for lin, _ in mlp_unit_layers(model)]
-        out_layer = model.heads[0 if model.shared_head else head]
-        w_next = out_layer.weight.detach().double()
-        i_next = unit.get("heads.0") if model.shared_head else None
-        if i_next is None:
-            i_next = torch.ones(w_next.shape[0], dtype=torch.float64)
-        for name in reversed(names):
+        w_next = model.heads[0 if model.shared_head else head].weight.detach().double()
+        # a shared head has its own unit importances (_raw sets them); a task head counts 1 each
+        i_next = (unit["heads.0"] if model.shared_head
+                  else torch.ones(w_next.shape[0], dtype=torch.float64))
+        for lin, _ in reversed(mlp_unit_layers(model)):
+            name = f"trunk.{lin}"
             reach = (w_next.square() * i_next.to(w_next)[:, None]).sum(0).cpu()
             unit[name] = normalise(unit[name] * reach, o.norm, o.tau)
             i_next = unit[name]
-            w_next = dict(model.named_parameters())[f"{name}.weight"].detach().double()
+            w_next = getattr(model.trunk, lin).weight.detach().double()
 
     @staticmethod
     def _device(model: nn.Module) -> torch.device:
