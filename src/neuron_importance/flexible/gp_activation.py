@@ -197,6 +197,22 @@ def _provably_well_conditioned(info: int, norm_inv: float, m: int, eps: float,
     return r is not None and info == 0 and norm_inv * (m + eps) <= 0.5 / r
 
 
+def _kernel_operators(inv: Tensor, k: Tensor, d2: Tensor, dd: Tensor,
+                      mode: str) -> tuple[Tensor, Tensor]:
+    """``(op, neg_q)`` of :class:`_BankConsts` from ``A = (K + εI)⁻¹``, ``K`` and ``d²``.
+
+    ``op = [A | D]`` (``"linear"``) or ``A``; ``neg_q = −[A(K∘d²)A | 0]`` flattened over the
+    last two dims. Works on one ``(m, m)`` bank or a ``(B, m, m)`` stack; ``k`` is overwritten.
+    """
+    q = inv @ k.mul_(d2) @ inv  # A (∂K/∂scale) A
+    if mode == "linear":
+        op = torch.cat([inv, dd], -1)
+        q = torch.cat([q, q.new_zeros(*q.shape[:-1], 2)], -1)
+    else:
+        op = inv
+    return op, q.neg_().flatten(-2)
+
+
 def _fused_consts_all(banks: Sequence[GPActivation], values: Sequence[Tensor]) -> list:
     """Every bank's :class:`_BankConsts`; banks that must refactorise share one factorisation.
 
@@ -252,13 +268,8 @@ def _refactorise_together(banks: list, keys: list, dt: torch.dtype) -> None:
         inv = torch.cholesky_inverse(chol)
         norms = inv.abs().sum(-1).amax(-1).tolist()
         infos = info.tolist()
-        q = inv @ k.mul_(d2) @ inv
-        if b0.extrapolation == "linear":
-            op = torch.cat([inv, torch.stack([g[8] for g in grids])], -1)
-            q = torch.cat([q, q.new_zeros(len(banks), m, 2)], -1)
-        else:
-            op = inv
-        neg_q = q.neg_().reshape(len(banks), -1)
+        op, neg_q = _kernel_operators(inv, k, d2, torch.stack([g[8] for g in grids]),
+                                      b0.extrapolation)
         scales = scale.tolist()
     for i, b in enumerate(banks):
         if _provably_well_conditioned(infos[i], norms[i], m, eps, dt):
@@ -703,15 +714,10 @@ class GPActivation(nn.Module):
         with torch.no_grad():
             scale = self._neg_half_prec()
             inv, k = self._factorise(self.positions, scale, d2, eye, return_kernel=True)
-            q = inv @ k.mul_(d2) @ inv  # A (∂K/∂scale) A
-            if inv.dtype != dt:
-                inv, q, scale = inv.to(dt), q.to(dt), scale.to(dt)
-            if self.extrapolation == "linear":
-                op = torch.cat([inv, dd], 1)
-                q = torch.cat([q, torch.zeros_like(dd)], 1)
-            else:
-                op = inv
-            consts = self._make_consts(grid, float(scale), op, q.neg_().reshape(-1))
+            # dd is exact in either dtype (±1/gap cast from the grid dtype), so the operators
+            # are built in the grid dtype and cast once
+            op, neg_q = _kernel_operators(inv, k, d2, dd.to(inv.dtype), self.extrapolation)
+            consts = self._make_consts(grid, float(scale.to(dt)), op.to(dt), neg_q.to(dt))
         self._fused_cache = (key, consts)
         return consts
 
