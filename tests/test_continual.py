@@ -231,7 +231,8 @@ def test_nai_weight_importance_follows_the_unit_statistics() -> None:
     torch.testing.assert_close(nai.omega["trunk.2.weight"], 1.9 * first)
 
 
-@pytest.mark.parametrize("stat, input_stat", [("mean", torch.abs), ("sq", torch.square)])
+@pytest.mark.parametrize("stat, input_stat",
+                         [("mean", torch.abs), ("sq", torch.square), ("var", torch.abs)])
 def test_nai_input_importance_enters_the_first_layer(stat: str, input_stat) -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (2,))
@@ -242,7 +243,8 @@ def test_nai_input_importance_enters_the_first_layer(stat: str, input_stat) -> N
                                    lambda v: model(v, task=0), 0, 0))
     with torch.no_grad():
         h = torch.relu(model.trunk[0](x))
-    unit = h.mean(0) if stat == "mean" else h.square().mean(0)
+    unit = {"mean": h.mean(0), "sq": h.square().mean(0),
+            "var": h.var(0, unbiased=False)}[stat]
     unit = unit / unit.mean()
     inp = input_stat(x).mean(0)
     inp = inp / inp.mean()
@@ -356,6 +358,35 @@ def test_nai_conductance_source_runs_and_is_nonnegative() -> None:
     nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
     imp = nai.last_importance["trunk.0"]
     assert imp.shape == (5,) and bool((imp >= 0).all()) and imp.sum() > 0
+
+
+@pytest.mark.parametrize("how", ["abs", "sq"])
+def test_nai_conductance_of_a_one_layer_relu_net_is_closed_form(how: str) -> None:
+    # f_y = w_y·relu(Wx) + c with zero biases is linear along the path αx from the zero
+    # baseline, so the conductance of unit i for class y is exactly w_{y,i}·relu(W_i x)
+    torch.manual_seed(0)
+    model = ContinualMLP(6, (5,), (3,)).double()
+    with torch.no_grad():
+        model.trunk[0].bias.zero_()
+    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, 3, (40,))
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat=how, norm="none",
+                              conductance_steps=4))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        c = model.heads[0].weight[y] * torch.relu(model.trunk[0](x))
+    expected = c.abs().mean(0) if how == "abs" else c.square().mean(0)
+    torch.testing.assert_close(nai.last_importance["trunk.0"], expected)
+
+
+def test_nai_tc_is_nai_with_squared_conductance() -> None:
+    nai = make_strategy("nai-tc", {"lam": 2.0, "norm": "max"})
+    assert isinstance(nai, NAI) and nai.name == "nai-tc" and nai.lam == 2.0
+    o = nai.options
+    assert (o.source, o.conductance_stat, o.n_samples, o.norm) == ("conductance", "sq", 2000, "max")
+    with pytest.raises(ValueError, match="fixes source"):
+        make_strategy("nai-tc", {"lam": 1.0, "source": "activation"})
+    with pytest.raises(ValueError, match="needs the hyperparameter 'lam'"):
+        make_strategy("nai-tc", {})
 
 
 def test_nai_reinit_zeroes_the_outputs_of_the_least_important_units() -> None:

@@ -177,9 +177,12 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     out = tmp_path / "out"
     code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
-                 "--methods", "finetune,nai", "--orders", "2"])
+                 "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
+                 "--no-class-il"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["epochs"]["split-mnist"] == 2
+    assert data["class_incremental"] == {}
     assert set(data["summary"]) == {"split-mnist"}
     assert set(data["summary"]["split-mnist"]) == {"finetune", "nai"}
     assert all(len(r["order"]) == 5 for r in data["runs"]) and len(data["runs"]) == 4
@@ -188,6 +191,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--data-dir", str(data_root), "--methods", "finetune,lwf"])
     assert code == 2
     assert "unknown method 'lwf'" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--epochs", "0"]) == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:
@@ -268,6 +273,10 @@ def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
     class OtherDefaults(continual.NAIOptions):
         stat: str = "abs"
 
+    tc = RunSpec("tune", "split-mnist", "nai-tc", (0, 1, 2, 3, 4), (("lam", 1.0),), 3, "task")
+    before_tc = tc.key(settings)
+    assert before_tc != before_nai
     monkeypatch.setattr(continual, "NAIOptions", OtherDefaults)
     assert nai.key(settings) != before_nai
+    assert tc.key(settings) != before_tc
     assert ewc.key(settings) == before_ewc

@@ -48,7 +48,7 @@ from .strategies import Strategy, TaskData, check_strength
 
 __all__ = ["NAI", "NAIOptions", "mlp_unit_layers"]
 
-_STATS = ("mean", "abs", "sq", "nonzero", "pre")
+_STATS = ("mean", "abs", "sq", "nonzero", "pre", "var")
 _NORMS = ("none", "mean", "max", "zscore", "rank", "softmax")
 _MAPS = ("out", "max", "mean", "min", "prod")
 _ACCS = ("max", "decay", "mean", "sum")
@@ -61,8 +61,10 @@ class NAIOptions:
     """The switches of the NAI regulariser (defaults chosen by the ablation in the report).
 
     Attributes:
-        stat: ``mean`` E[h]; ``abs`` E|h|; ``sq`` E[h²]; ``nonzero`` mean over h > 0;
-            ``pre`` E|z| of the pre-activation z.
+        stat: ``mean`` E[h]; ``abs`` E|h|; ``sq`` E[h²]; ``var`` Var[h] = E[h²] − E[h]² (a
+            unit that is equally on for every example of the task carries no information
+            about it; the inputs then take E|x|); ``nonzero`` mean over h > 0; ``pre`` E|z|
+            of the pre-activation z.
         collect_mode: ``eval`` (dropout off) or ``train``.
         norm: per-layer normalisation: ``none``; ``mean`` m/mean(m); ``max`` m/max(m);
             ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ).
@@ -73,8 +75,11 @@ class NAIOptions:
         eta: the decay factor of ``acc="decay"``.
         penalty: ``quad`` (λ/2)ΣΩ(θ−θ*)², or ``group`` λΣ_n Ω_n‖θ_n − θ*_n‖₂ per node.
         tau: temperature of ``norm="softmax"``.
-        source: ``activation`` (the statistic above) or ``conductance`` (mean |Total
-            Conductance| for the true class; ``stat`` is then ignored).
+        source: ``activation`` (the statistic above) or ``conductance`` (the mean of
+            ``conductance_stat`` of each unit's Total Conductance for the true class; ``stat``
+            then only chooses the inputs' statistic).
+        conductance_stat: ``abs`` E|c_i| or ``sq`` E[c_i²] of the conductances c_i
+            (``source="conductance"`` only).
         n_samples: examples of the task used for the statistics (``None``: all).
         conductance_steps: ``n_steps`` of Total Conductance.
         reinit: fraction ρ of the least important units of each hidden layer whose incoming
@@ -108,6 +113,7 @@ class NAIOptions:
     input_importance: str = "activation"
     head_importance: str = "uniform"
     downstream: str = "none"
+    conductance_stat: str = "abs"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -116,6 +122,7 @@ class NAIOptions:
             ("input_importance", ("none", "activation")),
             ("head_importance", ("uniform", "logit")),
             ("downstream", ("none", "weights")),
+            ("conductance_stat", ("abs", "sq")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -247,7 +254,8 @@ class NAI(Strategy):
                             target=y[s:s + 512], additional_forward_args=(data.head,),
                             n_steps=o.conductance_steps, completeness_tol=None,
                         )
-                        part = c.detach().abs().double().sum(0)
+                        c = c.detach().double()
+                        part = (c.square() if o.conductance_stat == "sq" else c.abs()).sum(0)
                         acc = part if acc is None else acc + part
                     raw[f"trunk.{lin}"] = acc / x.shape[0]
             finally:
@@ -264,6 +272,8 @@ class NAI(Strategy):
                     m = st.mean_abs
                 elif o.stat == "sq":
                     m = st.mean_sq
+                elif o.stat == "var":
+                    m = (st.mean_sq - st.mean.square()).clamp_min(0)
                 else:  # nonzero: the mean over the examples where the unit is active
                     frac = st.frac_active
                     m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),

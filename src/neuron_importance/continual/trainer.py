@@ -39,6 +39,7 @@ from .streams import TaskStream
 
 __all__ = [
     "METHODS",
+    "NAI_TC_OPTIONS",
     "RunResult",
     "TrainConfig",
     "TrainingDiverged",
@@ -56,7 +57,12 @@ METHODS: dict[str, str | None] = {
     "si": "c",
     "mas": "lam",
     "nai": "lam",
+    "nai-tc": "lam",
 }
+
+#: NAI with unit importance from Total Conductance: the options ``nai-tc`` fixes
+NAI_TC_OPTIONS: dict[str, Any] = {"source": "conductance", "conductance_stat": "sq",
+                                  "n_samples": 2000}
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,6 +134,14 @@ def make_strategy(method: str, hyperparameters: Mapping[str, Any] | None = None,
             _no_extra(method, hp, {"lam", "n_samples"})
             return MAS(seed=seed, **hp)
         lam = hp.pop("lam")
+        if method == "nai-tc":
+            fixed = set(hp) & set(NAI_TC_OPTIONS)
+            if fixed:
+                raise ValueError(f"method 'nai-tc' fixes {', '.join(sorted(fixed))}; "
+                                 "use method 'nai' to set them")
+            nai = NAI(lam, NAIOptions(**NAI_TC_OPTIONS, **hp), seed=seed)
+            nai.name = "nai-tc"
+            return nai
         return NAI(lam, NAIOptions(**hp), seed=seed)
     except TypeError as err:  # an unknown NAI option
         raise ValueError(f"bad hyperparameters for {method!r}: {err}") from None

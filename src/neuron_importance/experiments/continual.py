@@ -47,6 +47,7 @@ FULL_GRIDS: dict[str, dict[str, list[Any]]] = {
     "si": {"c": [0.01, 0.1, 1.0, 10.0, 100.0]},
     "mas": {"lam": [0.01, 0.1, 1.0, 10.0, 100.0]},
     "nai": {"lam": [0.01, 0.1, 1.0, 10.0, 100.0]},
+    "nai-tc": {"lam": [0.01, 0.1, 1.0, 10.0, 100.0]},
 }
 
 #: NAI ablation: one switch at a time away from the defaults
@@ -62,13 +63,18 @@ ABLATION: list[dict[str, Any]] = [
     {"collect_mode": "train"},
     {"reinit": 0.1},
     {"downstream": "weights"},
+    {"stat": "var"},
 ]
 
 #: NAI switches added after runs were recorded, with the value that leaves NAI as it was: a
 #: run at that value keeps its key (so finished runs stay valid), any other value changes it
-_NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none"}
+_NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "abs"}
 
-ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai")
+ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
+
+#: the NAI variants of the study: ``nai`` (activation statistics) and ``nai-tc`` (Total
+#: Conductance); both get the goal checks, and ``nai_options`` applies to both
+NAI_METHODS = ("nai", "nai-tc")
 
 
 @dataclass
@@ -136,7 +142,7 @@ class StudySettings:
         # every grid point and ablation variant is checked before any training
         for m, grid in self.grids.items():
             for point in _grid_points(grid):
-                hp = {**self.nai_options, **point} if m == "nai" else point
+                hp = {**self.nai_options, **point} if m in NAI_METHODS else point
                 make_strategy(m, hp)
         for variant in self.ablation:
             NAIOptions(**{**self.nai_options, **variant})
@@ -205,11 +211,13 @@ class RunSpec:
 
     def key(self, settings: StudySettings) -> str:
         extra: dict[str, Any] = {}
-        if self.method == "nai":
+        if self.method in NAI_METHODS:
             # the resolved options, so that a change of NAI's defaults never reuses old runs
-            from neuron_importance.continual import NAIOptions
+            import neuron_importance.continual as continual
 
-            opts = asdict(NAIOptions(**{k: v for k, v in self.hyperparameters if k != "lam"}))
+            fixed = continual.NAI_TC_OPTIONS if self.method == "nai-tc" else {}
+            opts = asdict(continual.NAIOptions(
+                **fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}))
             extra["nai_options"] = {k: v for k, v in opts.items()
                                     if _NAI_KEY_NEUTRAL.get(k, object()) != v}
         blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
@@ -363,7 +371,7 @@ def run_study(
                        settings.epochs.get(b, max(settings.epochs.values())), scenario, variant)
 
     def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
-        return {**settings.nai_options, **point} if m == "nai" else dict(point)
+        return {**settings.nai_options, **point} if m in NAI_METHODS else dict(point)
 
     # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
     #    edge is extended by one step beyond that edge (up to max_extensions times), the same
@@ -400,7 +408,7 @@ def run_study(
                 best = max(tuning[b][m], key=lambda r: r["val_acc"])
                 chosen[b][m] = dict(best["hyperparameters"])
             else:
-                chosen[b][m] = hp_of(m, {}) if m != "nai" else {}
+                chosen[b][m] = hp_of(m, {}) if m not in NAI_METHODS else {}
         log(f"{b}: tuned on order 0 (validation): " + "; ".join(
             f"{m} {v}" for m, v in chosen[b].items() if v))
 
@@ -466,20 +474,23 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
     for b in settings.benchmarks:
         s = summary[b]
         g: dict[str, Any] = {}
-        if b in GOALS and "nai" in s:
-            g["acc_goal"] = GOALS[b]
-            g["nai_meets_acc_goal"] = s["nai"]["mean"] >= GOALS[b]
-        if "nai" in s and regs:
-            best_mean = max(s[m]["mean"] for m in regs)
-            best_worst = max(s[m]["worst"] for m in regs)
-            min_std = min(s[m]["std"] for m in settings.methods
-                          if m not in ("finetune",))
-            g["nai_mean_at_or_above_best_baseline"] = s["nai"]["mean"] >= best_mean
-            g["nai_worst_at_or_above_best_baseline"] = s["nai"]["worst"] >= best_worst
-            g["nai_smallest_std_among_regularisers"] = s["nai"]["std"] <= min(
-                s[m]["std"] for m in regs)
-            g["best_baseline_mean"], g["best_baseline_worst"] = best_mean, best_worst
-            g["smallest_std_any_method_but_finetune"] = min_std
+        for nm in NAI_METHODS:
+            if nm not in s:
+                continue
+            pre = nm.replace("-", "_")  # "nai_..." keys as before, "nai_tc_..." for nai-tc
+            if b in GOALS:
+                g["acc_goal"] = GOALS[b]
+                g[f"{pre}_meets_acc_goal"] = s[nm]["mean"] >= GOALS[b]
+            if regs:
+                best_mean = max(s[m]["mean"] for m in regs)
+                best_worst = max(s[m]["worst"] for m in regs)
+                g[f"{pre}_mean_at_or_above_best_baseline"] = s[nm]["mean"] >= best_mean
+                g[f"{pre}_worst_at_or_above_best_baseline"] = s[nm]["worst"] >= best_worst
+                g[f"{pre}_smallest_std_among_regularisers"] = s[nm]["std"] <= min(
+                    s[m]["std"] for m in regs)
+                g["best_baseline_mean"], g["best_baseline_worst"] = best_mean, best_worst
+                g["smallest_std_any_method_but_finetune"] = min(
+                    s[m]["std"] for m in settings.methods if m != "finetune")
         goals[b] = g
     ablation: dict[str, dict[str, Any]] = {}
     for r in abl_recs:
@@ -542,7 +553,7 @@ def _plot_acc_by_order(res: Mapping[str, Any], path: Path) -> None:
         for i, m in enumerate(methods):
             accs = np.array([r["acc"] for r in res["runs"]
                              if r["benchmark"] == b and r["method"] == m])
-            color = "C3" if m == "nai" else "C0"
+            color = "C3" if m in NAI_METHODS else "C0"
             shown = accs[accs >= lo]
             ax.scatter([i] * len(shown), shown, s=18, alpha=0.7, color=color)
             if np.mean(accs) >= lo:
