@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         from neuron_importance.continual import BENCHMARKS
 
-        overrides["epochs"] = {b: args.epochs for b in BENCHMARKS}
+        overrides["epochs"] = {b: args.epochs for b in (args.benchmarks or BENCHMARKS)}
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                     progress=not args.quiet, log=log, **overrides)
     for line in headline(res):
