@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,54 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
     assert logs[0].startswith(f"resuming: {n_lines} finished runs")
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == n_lines
     assert again["summary"] == res["summary"]
+
+
+def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
+                                                             data_root: Path) -> None:
+    """With ``seeds=2`` each order's ACC is the mean of its seeds; seed 0 reuses 1-seed runs."""
+    one = tiny_settings(benchmarks=["split-mnist"], methods=["finetune", "ewc"],
+                        ablation_benchmarks=[], class_il_methods=[],
+                        grids={"ewc": {"lam": [10.0, 100.0]}}, max_extensions=0)
+    first = run_study(tmp_path, one, data_dir=data_root, progress=False, log=lambda m: None)
+    n_one = len((tmp_path / "runs.jsonl").read_text().splitlines())
+    res = run_study(tmp_path, replace(one, seeds=2), data_dir=data_root, progress=False,
+                    log=lambda m: None)
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    # every seed-0 run of the 1-seed study is reused; seed 0 is trained again only where
+    # the seed-averaged tuning chose another λ
+    lam_1 = first["chosen_hyperparameters"]["split-mnist"]["ewc"]
+    for r in recs[n_one:]:
+        assert r["seed"] == 1 or (r["phase"] == "main" and r["method"] == "ewc"
+                                  and r["hyperparameters"] != lam_1)
+    assert sorted({r["seed"] for r in recs}) == [0, 1]
+    runs = res["runs"]
+    assert len(runs) == 2 * 2 * 2  # methods x orders x seeds
+    for m in ("finetune", "ewc"):
+        per_order = {}
+        for r in runs:
+            if r["method"] == m:
+                per_order.setdefault(tuple(r["order"]), []).append(r["acc"])
+        assert all(len(v) == 2 for v in per_order.values())
+        means = [np.mean(v) for v in per_order.values()]
+        s = res["summary"]["split-mnist"][m]
+        assert s["n_seeds"] == 2 and s["n_orders"] == 2
+        assert s["mean"] == pytest.approx(np.mean(means))
+        assert s["std"] == pytest.approx(np.std(means))
+        assert s["worst"] == pytest.approx(min(means))
+        assert s["seed_std"] == pytest.approx(np.mean([np.std(v) for v in per_order.values()]))
+    # tuning chooses by the validation ACC averaged over the seeds
+    tun = res["tuning"]["split-mnist"]["ewc"]
+    for p in tun:
+        twins = [r["val_acc"] for r in recs if r["phase"] == "tune" and r["method"] == "ewc"
+                 and r["hyperparameters"] == p["hyperparameters"]]
+        assert len(twins) == 2 and p["val_acc"] == pytest.approx(np.mean(twins))
+    best = max(tun, key=lambda p: p["val_acc"])["hyperparameters"]
+    assert res["chosen_hyperparameters"]["split-mnist"]["ewc"] == best
+    assert "seed std" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="seeds"):
+        run_study(tmp_path, replace(one, seeds=0), data_dir=data_root, progress=False,
+                  log=lambda m: None)
 
 
 def test_bad_study_settings_fail_before_training(tmp_path: Path, data_root: Path) -> None:

@@ -49,6 +49,10 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "apart in runs.jsonl")
     p.add_argument("--no-class-il", action="store_true",
                    help="skip the class-incremental runs")
+    p.add_argument("--seeds", type=_positive, metavar="N",
+                   help="training seeds per task order (default 1): tuning averages over them "
+                   "and each order's ACC is their mean; runs of seed --seed are shared with "
+                   "a 1-seed study")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -68,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr if args.quiet else sys.stdout, flush=True)
 
-    overrides: dict[str, Any] = {"jobs": args.jobs, "n_orders": args.orders}
+    overrides: dict[str, Any] = {"jobs": args.jobs, "n_orders": args.orders,
+                                 "seeds": args.seeds}
     if args.benchmarks:
         overrides["benchmarks"] = args.benchmarks
         overrides["ablation_benchmarks"] = None

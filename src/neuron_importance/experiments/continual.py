@@ -100,6 +100,11 @@ class StudySettings:
     seed: int = 0
     jobs: int = 1
     max_extensions: int = 2
+    #: training seeds per task order (seed, seed + 1, ...): tuning averages the validation ACC
+    #: over them, and each order's ACC is their mean, so the std across orders measures the
+    #: order and not the training noise (notes §4: every order with 3 seeds); ablation and
+    #: class-IL runs use the first seed only
+    seeds: int = 1
 
     @classmethod
     def full(cls, seed: int = 0) -> StudySettings:
@@ -139,6 +144,9 @@ class StudySettings:
                 raise ValueError(f"no epoch count given for {b}")
         if self.n_orders < 1 or self.ablation_orders < 1:
             raise ValueError("the number of task orders must be at least 1")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds (training seeds per order) must be a positive int, "
+                             f"got {self.seeds!r}")
         # every grid point and ablation variant is checked before any training
         for m, grid in self.grids.items():
             for point in _grid_points(grid):
@@ -190,6 +198,25 @@ def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, A
     return {key: sorted(pts + [float(f"{extra:.6g}")])}
 
 
+def _tuning_table(recs: Sequence[Mapping[str, Any]], benchmarks: Sequence[str]
+                  ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per benchmark and method, one entry per grid point: ACCs averaged over the seeds."""
+    points: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for r in recs:
+        hp_key = json.dumps(r["hyperparameters"], sort_keys=True, default=str)
+        points.setdefault((r["benchmark"], r["method"], hp_key), []).append(r)
+    table: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in benchmarks}
+    for (b, m, _), rs in points.items():
+        entry: dict[str, Any] = {"hyperparameters": rs[0]["hyperparameters"],
+                                 "val_acc": float(np.mean([r["val_acc"] for r in rs])),
+                                 "test_acc": float(np.mean([r["acc"] for r in rs]))}
+        if len(rs) > 1:
+            entry["seeds"] = [r["seed"] for r in rs]
+            entry["val_accs"] = [r["val_acc"] for r in rs]
+        table[b].setdefault(m, []).append(entry)
+    return table
+
+
 def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
@@ -208,6 +235,7 @@ class RunSpec:
     epochs: int
     scenario: str
     variant: str = ""
+    seed: int = 0
 
     def key(self, settings: StudySettings) -> str:
         extra: dict[str, Any] = {}
@@ -220,10 +248,11 @@ class RunSpec:
                 **fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}))
             extra["nai_options"] = {k: v for k, v in opts.items()
                                     if _NAI_KEY_NEUTRAL.get(k, object()) != v}
+        # asdict(self) holds the training seed under "seed", the key under which earlier
+        # studies stored settings.seed, so their runs keep their keys
         blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
                            "batch": settings.batch_size, "patience": settings.patience,
-                           "seed": settings.seed, "permuted_tasks": settings.permuted_tasks,
-                           **extra},
+                           "permuted_tasks": settings.permuted_tasks, **extra},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -286,7 +315,7 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     stream = stream.reordered(spec.order)
     config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
                          hidden=tuple(settings.hidden), patience=settings.patience,
-                         scenario=spec.scenario, seed=settings.seed)
+                         scenario=spec.scenario, seed=spec.seed)
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
     rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json()}
@@ -366,9 +395,12 @@ def run_study(
         phase_seconds[phase] = phase_seconds.get(phase, 0.0) + time.perf_counter() - t0
         return [done[k] for _, k in keyed]
 
-    def spec(phase, b, m, order, hp, scenario="task", variant=""):
+    train_seeds = [settings.seed + i for i in range(settings.seeds)]
+
+    def spec(phase, b, m, order, hp, scenario="task", variant="", seed=settings.seed):
         return RunSpec(phase, b, m, tuple(order), tuple(sorted(hp.items())),
-                       settings.epochs.get(b, max(settings.epochs.values())), scenario, variant)
+                       settings.epochs.get(b, max(settings.epochs.values())), scenario, variant,
+                       seed)
 
     def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
         return {**settings.nai_options, **point} if m in NAI_METHODS else dict(point)
@@ -381,14 +413,15 @@ def run_study(
              for b in settings.benchmarks}
     tune_recs: list[dict[str, Any]] = []
     for _round in range(settings.max_extensions + 1):
-        tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p))
+        tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p), seed=sd)
                       for b in settings.benchmarks for m in grids[b]
-                      for p in _grid_points(grids[b][m])]
+                      for p in _grid_points(grids[b][m]) for sd in train_seeds]
         tune_recs = execute_all("tune", tune_specs)
+        tuning = _tuning_table(tune_recs, settings.benchmarks)
         extended = False
         for b in settings.benchmarks:
             for m, grid in grids[b].items():
-                recs = [r for r in tune_recs if r["benchmark"] == b and r["method"] == m]
+                recs = tuning[b].get(m, [])
                 new_points = _edge_extension(grid, recs)
                 if new_points:
                     extended = True
@@ -397,11 +430,6 @@ def run_study(
         if not extended:
             break
     chosen: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in settings.benchmarks}
-    tuning: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in settings.benchmarks}
-    for rec in tune_recs:
-        tuning[rec["benchmark"]].setdefault(rec["method"], []).append(
-            {"hyperparameters": rec["hyperparameters"], "val_acc": rec["val_acc"],
-             "test_acc": rec["acc"]})
     for b in settings.benchmarks:
         for m in settings.methods:
             if m in tuning[b]:
@@ -413,8 +441,9 @@ def run_study(
             f"{m} {v}" for m, v in chosen[b].items() if v))
 
     # 2. main runs: every method on every order (task-incremental), plus class-IL
-    main_specs = [spec("main", b, m, o, chosen[b][m])
-                  for b in settings.benchmarks for m in settings.methods for o in orders[b]]
+    main_specs = [spec("main", b, m, o, chosen[b][m], seed=sd)
+                  for b in settings.benchmarks for m in settings.methods for o in orders[b]
+                  for sd in train_seeds]
     split_benchmarks = [b for b in settings.benchmarks if b != "permuted-mnist"]
     class_specs = [spec("class-il", b, m, orders[b][0],
                         chosen[b].get(m, {}), scenario="class")
@@ -445,8 +474,8 @@ def run_study(
 
 
 def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs):
-    runs = [{k: r[k] for k in ("benchmark", "method", "order", "acc", "bwt", "forgetting",
-                               "fwt", "acc_matrix", "hyperparameters", "seconds",
+    runs = [{k: r[k] for k in ("benchmark", "method", "order", "seed", "acc", "bwt",
+                               "forgetting", "fwt", "acc_matrix", "hyperparameters", "seconds",
                                "final_by_task", "init_acc")}
             for r in main_recs]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
@@ -454,19 +483,28 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
         summary[b] = {}
         for m in settings.methods:
             rs = [r for r in main_recs if r["benchmark"] == b and r["method"] == m]
-            accs = np.array([r["acc"] for r in rs])
+            by_order: dict[tuple[int, ...], list[Mapping[str, Any]]] = {}
+            for r in rs:
+                by_order.setdefault(tuple(r["order"]), []).append(r)
+            # one number per order: the mean over its training seeds
+            accs = np.array([np.mean([r["acc"] for r in g]) for g in by_order.values()])
             per_task = {}
             for t in rs[0]["final_by_task"]:
-                per_task[t] = float(np.std([r["final_by_task"][t] for r in rs]))
+                per_task[t] = float(np.std([np.mean([r["final_by_task"][t] for r in g])
+                                            for g in by_order.values()]))
+            n_seeds = min(len(g) for g in by_order.values())
+            seed_std = (float(np.mean([np.std([r["acc"] for r in g])
+                                       for g in by_order.values()])) if n_seeds > 1 else None)
             summary[b][m] = {
                 "mean": float(accs.mean()), "std": float(accs.std()),
                 "worst": float(accs.min()), "best": float(accs.max()),
+                "n_seeds": n_seeds, "seed_std": seed_std,
                 "bwt": float(np.mean([r["bwt"] for r in rs])),
                 "forgetting": float(np.mean([r["forgetting"] for r in rs])),
                 "fwt": float(np.mean([r["fwt"] for r in rs])),
                 "task_order_sensitivity": per_task,
                 "mean_task_order_sensitivity": float(np.mean(list(per_task.values()))),
-                "n_orders": len(rs),
+                "n_orders": len(by_order),
                 "hyperparameters": chosen[b][m],
             }
     goals = {}
@@ -528,7 +566,10 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
             "bwt": "1/(T-1) sum_{i<T} (R[T,i] - R[i,i]) (GEM, averaged over T-1)",
             "forgetting": "1/(T-1) sum_{j<T} (max_{l<T} R[l,j] - R[T,j]) (Chaudhry et al.)",
             "fwt": "1/(T-1) sum_{i>=2} (R[i-1,i] - b_i), b = accuracy at initialisation",
-            "std": "population std (ddof 0) of the final ACC across task orders",
+            "std": "population std (ddof 0) across task orders of the final ACC (each order's "
+                   "ACC the mean over its training seeds)",
+            "seed_std": "std (ddof 0) of the final ACC across training seeds within one order, "
+                        "averaged over orders (null with one seed)",
             "task_order_sensitivity": "std across orders of one task identity's final "
                                       "accuracy",
         },
@@ -653,17 +694,25 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
         f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
         "on order 0 with the validation split (10 % of each task's training data), then "
-        "frozen." + (f" Quick mode: {s['limit']} training images." if s["limit"] else ""), "",
+        "frozen." + (f" Quick mode: {s['limit']} training images." if s["limit"] else "")
+        + (f" {s['seeds']} training seeds per order: tuning averages the validation ACC over "
+           "them, and each order's ACC is their mean (mean, std and worst are over the "
+           "orders of these means; seed std is the std across seeds within an order, "
+           "averaged)." if s.get("seeds", 1) > 1 else ""), "",
     ]
+    seeded = s.get("seeds", 1) > 1
     for b, ms in res["summary"].items():
         lines += [f"## {b}", "",
-                  "| method | mean ACC | std | worst | BWT | forgetting | order sensitivity | "
-                  "hyperparameters |", "|---|---|---|---|---|---|---|---|"]
+                  "| method | mean ACC | std | worst | " + ("seed std | " if seeded else "")
+                  + "BWT | forgetting | order sensitivity | hyperparameters |",
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if seeded else "")]
         for m, v in ms.items():
             hp = ", ".join(f"{k}={w}" for k, w in v["hyperparameters"].items()
                            if k in ("lam", "c", "gamma")) or "-"
+            seed_cell = (f"{_fmt(v['seed_std'])} | " if seeded and v.get("seed_std") is not None
+                         else "- | " if seeded else "")
             lines.append(f"| {m} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['worst'])} "
-                         f"| {_fmt(v['bwt'])} | {_fmt(v['forgetting'])} | "
+                         f"| {seed_cell}{_fmt(v['bwt'])} | {_fmt(v['forgetting'])} | "
                          f"{_fmt(v['mean_task_order_sensitivity'])} | {hp} |")
         g = res["goals"].get(b, {})
         if g:
