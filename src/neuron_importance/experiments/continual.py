@@ -686,6 +686,7 @@ def _fmt(x: float) -> str:
 
 def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     s = res["settings"]
+    seeded = s.get("seeds", 1) > 1
     lines = [
         "# Continual learning with neuron activation importance: task-order study", "",
         f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
@@ -698,9 +699,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         + (f" {s['seeds']} training seeds per order: tuning averages the validation ACC over "
            "them, and each order's ACC is their mean (mean, std and worst are over the "
            "orders of these means; seed std is the std across seeds within an order, "
-           "averaged)." if s.get("seeds", 1) > 1 else ""), "",
+           "averaged)." if seeded else ""), "",
     ]
-    seeded = s.get("seeds", 1) > 1
     for b, ms in res["summary"].items():
         lines += [f"## {b}", "",
                   "| method | mean ACC | std | worst | " + ("seed std | " if seeded else "")
@@ -709,8 +709,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         for m, v in ms.items():
             hp = ", ".join(f"{k}={w}" for k, w in v["hyperparameters"].items()
                            if k in ("lam", "c", "gamma")) or "-"
-            seed_cell = (f"{_fmt(v['seed_std'])} | " if seeded and v.get("seed_std") is not None
-                         else "- | " if seeded else "")
+            seed_cell = ""
+            if seeded:
+                seed_cell = "- | " if v["seed_std"] is None else f"{_fmt(v['seed_std'])} | "
             lines.append(f"| {m} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['worst'])} "
                          f"| {seed_cell}{_fmt(v['bwt'])} | {_fmt(v['forgetting'])} | "
                          f"{_fmt(v['mean_task_order_sensitivity'])} | {hp} |")
