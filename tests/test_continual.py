@@ -525,3 +525,71 @@ def test_nan_loss_names_the_task_and_keeps_the_last_checkpoint(tmp_path) -> None
         run_sequence(stream, "finetune", {}, CFG, checkpoint=ckpt)
     assert str(ckpt) in str(err.value)
     assert torch.load(ckpt, weights_only=False)["done"] == 1
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def test_dropout_mlp_keeps_the_units_nai_walks() -> None:
+    """With dropout after each activation NAI sees the same units and, at equal weights,
+    computes the same importances (its statistics are taken in eval mode, before dropout)."""
+    torch.manual_seed(0)
+    plain = ContinualMLP(12, (16, 8), (2, 2))
+    drop = ContinualMLP(12, (16, 8), (2, 2), dropout=0.5)
+    assert [type(m).__name__ for m in drop.trunk] == [
+        "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout"]
+    rename = {"trunk.0": "trunk.0", "trunk.2": "trunk.3"}  # the dropout shifts the indices
+
+    def renamed(key: str) -> str:
+        layer, _, param = key.rpartition(".")
+        return f"{rename.get(layer, layer)}.{param}"
+
+    drop.load_state_dict({renamed(k): v for k, v in plain.state_dict().items()})
+    x = torch.randn(40, 12)
+    drop.eval()
+    assert torch.equal(drop(x, task=0), plain(x, task=0))
+    drop.train()
+    assert not torch.equal(drop(x, task=0), plain(x, task=0))
+    y = torch.randint(0, 2, (40,))
+    omegas = []
+    for model in (plain, drop):
+        nai = NAI(1.0)
+        nai.after_task(model, TaskData(x, y, model, 0, 0))
+        omegas.append(nai.omega)
+    assert set(omegas[1]) == {renamed(k) for k in omegas[0]}
+    for k, v in omegas[0].items():
+        torch.testing.assert_close(omegas[1][renamed(k)], v)
+
+
+def test_dropout_config_checks_and_run_keys() -> None:
+    from neuron_importance.continual.trainer import _config_key
+
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="dropout"):
+            TrainConfig(dropout=bad)
+        with pytest.raises(ValueError, match="dropout"):
+            ContinualMLP(4, (3,), (2,), dropout=bad)
+    # no dropout: the key holds no dropout entry, so runs recorded before the option existed
+    # keep their keys
+    assert "dropout" not in _config_key(TrainConfig())
+    assert _config_key(TrainConfig(dropout=0.2))["dropout"] == 0.2
+
+
+def test_dropout_run_learns_and_resumes_exactly(tmp_path) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=32, hidden=(16, 16), patience=1, lr=1e-2,
+                      dropout=0.3)
+    stream = blob_stream()
+    full = run_sequence(stream, "nai", {"lam": 0.1}, cfg)
+    assert all(full.acc_matrix[i][i] > 80 for i in range(3))
+    assert full.acc_matrix != run_sequence(stream, "nai", {"lam": 0.1}, CFG).acc_matrix
+    ckpt = tmp_path / "run.pt"
+    seen: list[str] = []
+
+    def stop_after_one(msg: str) -> None:
+        seen.append(msg)
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt, log=stop_after_one)
+    resumed = run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt)
+    assert resumed.acc_matrix == full.acc_matrix

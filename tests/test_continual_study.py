@@ -218,6 +218,9 @@ def test_bad_study_settings_fail_before_training(tmp_path: Path, data_root: Path
     with pytest.raises(ValueError, match="norm='l1' is not one of"):
         run_study(tmp_path, tiny_settings(ablation=[{"norm": "l1"}]), data_dir=data_root,
                   progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        run_study(tmp_path, tiny_settings(dropout=1.5), data_dir=data_root,
+                  progress=False, log=lambda m: None)
     assert not (tmp_path / "runs.jsonl").exists()
 
 
@@ -227,10 +230,12 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
-                 "--no-class-il"])
+                 "--no-class-il", "--dropout", "0.25"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
     assert data["settings"]["epochs"]["split-mnist"] == 2
+    assert data["settings"]["dropout"] == 0.25
+    assert "dropout 0.25 after each hidden layer" in (out / "report.md").read_text()
     assert data["class_incremental"] == {}
     assert set(data["summary"]) == {"split-mnist"}
     assert set(data["summary"]["split-mnist"]) == {"finetune", "nai"}
@@ -242,6 +247,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "unknown method 'lwf'" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--epochs", "0"]) == 2
     assert "must be a positive integer, got 0" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--dropout", "1"]) == 2
+    assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
 
 
 def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:
@@ -329,3 +336,31 @@ def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
     assert nai.key(settings) != before_nai
     assert tc.key(settings) != before_tc
     assert ewc.key(settings) == before_ewc
+
+
+@pytest.mark.parametrize("folder", ["continual", "continual-3seeds", "continual-20ep"])
+def test_committed_runs_keep_their_keys(folder: str) -> None:
+    """Every run recorded in docs/results reproduces its key under the current code, so copying
+    a runs.jsonl into an output folder resumes the study from it (options added since, such
+    as dropout, stay out of the key at their neutral value)."""
+    from dataclasses import fields
+
+    from neuron_importance.experiments.continual import RunSpec
+
+    base = Path(__file__).resolve().parents[1] / "docs" / "results" / folder
+    saved = json.loads((base / "results.json").read_text())["settings"]
+    names = {f.name for f in fields(StudySettings)}
+    settings = StudySettings(**{k: tuple(v) if k == "hidden" else v
+                                for k, v in saved.items() if k in names})
+    n = 0
+    for line in (base / "runs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        spec = RunSpec(r["phase"], r["benchmark"], r["method"], tuple(r["order"]),
+                       tuple(sorted(r["hyperparameters"].items())),
+                       settings.epochs[r["benchmark"]], r["scenario"], r["variant"],
+                       r.get("seed", 0))
+        assert spec.key(settings) == r["key"], (r["benchmark"], r["method"], r["order"])
+        n += 1
+        if n == 1:
+            assert spec.key(replace(settings, dropout=0.5)) != r["key"]
+    assert n > 100

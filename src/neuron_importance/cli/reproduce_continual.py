@@ -53,6 +53,10 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="training seeds per task order (default 1): tuning averages over them "
                    "and each order's ACC is their mean; runs of seed --seed are shared with "
                    "a 1-seed study")
+    p.add_argument("--dropout", type=_fraction, metavar="P",
+                   help="dropout after each hidden layer for every method (default 0; the "
+                   "UCL / HAT MLPs use 0.5); runs with other values are kept apart in "
+                   "runs.jsonl")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -61,6 +65,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
     return value
 
 
@@ -83,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ablation"] = []
     if args.no_class_il:
         overrides["class_il_methods"] = []
+    if args.dropout is not None:
+        overrides["dropout"] = args.dropout
     if args.epochs is not None:
         from neuron_importance.continual import BENCHMARKS
 

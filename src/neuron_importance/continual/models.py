@@ -3,7 +3,8 @@
 ``ContinualMLP(784, (400, 400), head_sizes=(2,) * 5)`` is the multi-head MLP of Split MNIST
 (UCL / Hsu et al.); ``head_sizes=(10,), shared_head=True`` the single-head network of Permuted
 MNIST and of class-incremental learning. The trunk is a plain ``nn.Sequential`` of
-``Linear, ReLU`` pairs, so the neuron-importance API (layer names ``"trunk.1"``, ...) and the
+``Linear, ReLU`` pairs (each followed by ``Dropout`` when ``dropout > 0``, as in the UCL / HAT
+MLPs, which use 0.5), so the neuron-importance API (layer names ``"trunk.1"``, ...) and the
 NAI regulariser can walk it.
 """
 
@@ -30,8 +31,11 @@ class ContinualMLP(nn.Module):
         hidden: Sequence[int] = (400, 400),
         head_sizes: Sequence[int] = (2, 2, 2, 2, 2),
         shared_head: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not (0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not hidden:
             raise ValueError("hidden must name at least one hidden layer width")
         if shared_head and len(set(head_sizes)) != 1:
@@ -40,6 +44,8 @@ class ContinualMLP(nn.Module):
         width = n_inputs
         for h in hidden:
             layers += [nn.Linear(width, int(h)), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             width = int(h)
         self.trunk = nn.Sequential(*layers)
         sizes = head_sizes[:1] if shared_head else head_sizes
@@ -48,6 +54,7 @@ class ContinualMLP(nn.Module):
         self.config = {
             "n_inputs": n_inputs, "hidden": [int(h) for h in hidden],
             "head_sizes": [int(k) for k in head_sizes], "shared_head": shared_head,
+            "dropout": float(dropout),
         }
 
     def forward(self, x: Tensor, task: int | Tensor | None = None) -> Tensor:

@@ -168,6 +168,10 @@ def mlp_unit_layers(model: nn.Module) -> list[tuple[str, str]]:
             raise TypeError(f"NAI: trunk.{name} (Linear) is not followed by an activation")
         pairs.append((name, children[i + 1][0]))
         i += 2
+        # dropout after the activation changes no unit's identity: the next Linear reads the
+        # same units (the statistics are taken at the activation, before the dropout)
+        while i < len(children) and isinstance(children[i][1], nn.Dropout):
+            i += 1
     return pairs
 
 

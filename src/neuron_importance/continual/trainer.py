@@ -89,6 +89,8 @@ class TrainConfig:
     scenario: str = "task"
     seed: int = 0
     eval_batch_size: int = 4096
+    #: dropout after each hidden activation (UCL / HAT MLPs: 0.5); 0 = none
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scenario not in ("task", "class"):
@@ -99,6 +101,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr_factor > 1:
             raise ValueError(f"TrainConfig.lr_factor must be > 1, got {self.lr_factor}")
 
@@ -216,9 +220,17 @@ def _loss(model: ContinualMLP, x: Tensor, y: Tensor, head: Any, bs: int) -> floa
     return total / max(x.shape[0], 1)
 
 
+def _config_key(config: TrainConfig) -> dict[str, Any]:
+    # options added later are left out at their neutral value, so older checkpoints still match
+    d = asdict(config)
+    if d["dropout"] == 0:
+        del d["dropout"]
+    return d
+
+
 def _run_key(stream: TaskStream, method: str, hp: Mapping[str, Any], config: TrainConfig) -> str:
     blob = json.dumps({"benchmark": stream.benchmark, "order": list(stream.order),
-                       "method": method, "hp": dict(hp), "config": asdict(config),
+                       "method": method, "hp": dict(hp), "config": _config_key(config),
                        "info": stream.info}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -236,9 +248,9 @@ def build_model(stream: TaskStream, config: TrainConfig) -> ContinualMLP:
     torch.manual_seed(config.seed)
     if config.scenario == "class":
         return ContinualMLP(stream.n_inputs, config.hidden, (stream.n_global_classes,),
-                            shared_head=True)
+                            shared_head=True, dropout=config.dropout)
     return ContinualMLP(stream.n_inputs, config.hidden, stream.head_sizes,
-                        shared_head=stream.shared_head)
+                        shared_head=stream.shared_head, dropout=config.dropout)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -365,6 +377,10 @@ def _train_task(model, strategy, x_pool, y_pool, h_pool, head, x_val, y_val, h_v
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     lr = config.lr
     gen = torch.Generator().manual_seed(config.seed * 100_003 + pos)
+    if config.dropout > 0:
+        # dropout masks come from the global generator: seeded per task, a run resumed from
+        # its checkpoint draws the same masks as an uninterrupted one
+        torch.manual_seed(config.seed * 100_003 + pos + 1)
     best_loss, best_state, bad = math.inf, None, 0
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress,

@@ -105,6 +105,8 @@ class StudySettings:
     #: order and not the training noise (notes §4: every order with 3 seeds); ablation and
     #: class-IL runs use the first seed only
     seeds: int = 1
+    #: dropout after each hidden activation, every method alike (UCL / HAT MLPs: 0.5)
+    dropout: float = 0.0
 
     @classmethod
     def full(cls, seed: int = 0) -> StudySettings:
@@ -156,6 +158,8 @@ class StudySettings:
             NAIOptions(**{**self.nai_options, **variant})
         if self.jobs < 1:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
 
 def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
@@ -248,6 +252,9 @@ class RunSpec:
                 **fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}))
             extra["nai_options"] = {k: v for k, v in opts.items()
                                     if _NAI_KEY_NEUTRAL.get(k, object()) != v}
+        if settings.dropout:
+            # only when set, so runs recorded before the option existed keep their keys
+            extra["dropout"] = float(settings.dropout)
         # asdict(self) holds the training seed under "seed", the key under which earlier
         # studies stored settings.seed, so their runs keep their keys
         blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
@@ -315,7 +322,7 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     stream = stream.reordered(spec.order)
     config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
                          hidden=tuple(settings.hidden), patience=settings.patience,
-                         scenario=spec.scenario, seed=spec.seed)
+                         scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout)
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
     rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json()}
@@ -690,7 +697,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     lines = [
         "# Continual learning with neuron activation importance: task-order study", "",
         f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
-        f"(identity, reverse, seeded permutations); MLP {s['hidden']} with one head per task "
+        f"(identity, reverse, seeded permutations); MLP {s['hidden']}"
+        + (f" with dropout {s['dropout']} after each hidden layer" if s.get("dropout") else "")
+        + " with one head per task "
         "(Permuted MNIST: one shared head); Adam lr 1e-3, batch "
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
         f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
