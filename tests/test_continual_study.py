@@ -230,11 +230,12 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
-                 "--no-class-il", "--dropout", "0.25"])
+                 "--no-class-il", "--dropout", "0.25", "--hidden", "32,16"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
     assert data["settings"]["epochs"]["split-mnist"] == 2
     assert data["settings"]["dropout"] == 0.25
+    assert data["settings"]["hidden"] == [32, 16]
     assert "dropout 0.25 after each hidden layer" in (out / "report.md").read_text()
     assert data["class_incremental"] == {}
     assert set(data["summary"]) == {"split-mnist"}
@@ -249,6 +250,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--dropout", "1"]) == 2
     assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--hidden", "400,x"]) == 2
+    assert "positive layer widths" in capsys.readouterr().err
 
 
 def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:

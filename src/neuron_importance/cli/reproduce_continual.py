@@ -57,6 +57,9 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="dropout after each hidden layer for every method (default 0; the "
                    "UCL / HAT MLPs use 0.5); runs with other values are kept apart in "
                    "runs.jsonl")
+    p.add_argument("--hidden", type=_widths, metavar="W1,W2",
+                   help="hidden layer widths of the MLP (default 400,400, as UCL and Hsu et "
+                   "al.); runs at other widths are kept apart in runs.jsonl")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -66,6 +69,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(t) for t in _names(text))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive layer widths such as 400,400, got {text!r}")
+    return widths
 
 
 def _fraction(text: str) -> float:
@@ -94,6 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ablation"] = []
     if args.no_class_il:
         overrides["class_il_methods"] = []
+    if args.hidden is not None:
+        overrides["hidden"] = args.hidden
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
     if args.epochs is not None:
