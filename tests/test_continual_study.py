@@ -230,9 +230,14 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
-                 "--no-class-il", "--dropout", "0.25", "--hidden", "32,16"])
+                 "--no-class-il", "--dropout", "0.25", "--hidden", "32,16",
+                 "--grid", "nai:lam=0.5"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
+    # the fixed grid is the only point tuned, and it is what the orders run with
+    assert [t["hyperparameters"]["lam"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.5]
+    assert data["chosen_hyperparameters"]["split-mnist"]["nai"]["lam"] == 0.5
+    assert {r["hyperparameters"]["lam"] for r in data["runs"] if r["method"] == "nai"} == {0.5}
     assert data["settings"]["epochs"]["split-mnist"] == 2
     assert data["settings"]["dropout"] == 0.25
     assert data["settings"]["hidden"] == [32, 16]
@@ -252,6 +257,13 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--hidden", "400,x"]) == 2
     assert "positive layer widths" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--grid", "nai=0.1"]) == 2
+    assert "METHOD:PARAM=V1,V2" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--grid", "finetune:lam=1"]) == 2
+    assert "no tuning grid for finetune" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--grid", "si:c=-1"]) == 2
+    assert "-1" in capsys.readouterr().err
 
 
 def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:

@@ -60,6 +60,10 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_widths, metavar="W1,W2",
                    help="hidden layer widths of the MLP (default 400,400, as UCL and Hsu et "
                    "al.); runs at other widths are kept apart in runs.jsonl")
+    p.add_argument("--grid", type=_grid, action="append", metavar="METHOD:PARAM=V1,V2",
+                   help="replace one method's tuning grid, e.g. nai:lam=0.003,0.01,0.03 "
+                   "(repeatable; a single value fixes the strength: order 0 is still run "
+                   "with it, and nothing else is tuned)")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -89,6 +93,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _grid(text: str) -> tuple[str, dict[str, list[float]]]:
+    method, sep, rest = text.partition(":")
+    param, sep2, values = rest.partition("=")
+    try:
+        vals = [float(v) for v in _names(values)]
+    except ValueError:
+        vals = []
+    if not (sep and sep2 and method.strip() and param.strip() and vals):
+        raise argparse.ArgumentTypeError(
+            f"must be METHOD:PARAM=V1,V2,... such as nai:lam=0.01,0.1, got {text!r}")
+    return method.strip(), {param.strip(): vals}
+
+
 def _run(args: argparse.Namespace) -> int:
     from neuron_importance.experiments.continual import headline, reproduce
 
@@ -116,8 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         from neuron_importance.continual import BENCHMARKS
 
         overrides["epochs"] = {b: args.epochs for b in (args.benchmarks or BENCHMARKS)}
+    grids = dict(args.grid) if args.grid else None
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
-                    progress=not args.quiet, log=log, **overrides)
+                    progress=not args.quiet, log=log, grid_overrides=grids, **overrides)
     for line in headline(res):
         log(line)
     files = ", ".join(str(Path(args.out) / f) for f in res["files"])

@@ -776,13 +776,26 @@ def _write_outputs(out: Path, res: dict[str, Any]) -> list[str]:
 def reproduce(
     out_dir: str | Path, quick: bool = False, data_dir: str | Path | None = None, seed: int = 0,
     progress: bool = True, log: Callable[[str], None] = print,
-    settings: StudySettings | None = None, **overrides: Any,
+    settings: StudySettings | None = None,
+    grid_overrides: Mapping[str, Mapping[str, Sequence[Any]]] | None = None, **overrides: Any,
 ) -> dict[str, Any]:
-    """Run the full (or quick) study; ``overrides`` replace fields of the preset."""
+    """Run the full (or quick) study; ``overrides`` replace fields of the preset.
+
+    ``grid_overrides`` replaces the tuning grid of the methods it names (``{"nai": {"lam":
+    [0.01]}}``) and keeps the preset's grids of the others.
+    """
     if settings is None:
         settings = StudySettings.quick_mode(seed) if quick else StudySettings.full(seed)
     if overrides:
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if grid_overrides:
+        unknown = sorted(set(grid_overrides) - set(settings.grids))
+        if unknown:
+            raise ValueError(f"no tuning grid for {', '.join(unknown)}; methods with a grid: "
+                             f"{', '.join(sorted(settings.grids))}")
+        grids = {m: {k: list(v) for k, v in g.items()} for m, g in settings.grids.items()}
+        grids.update({m: {k: list(v) for k, v in g.items()} for m, g in grid_overrides.items()})
+        settings = replace(settings, grids=grids)
     return run_study(out_dir, settings, data_dir=data_dir, progress=progress, log=log)
 
 
