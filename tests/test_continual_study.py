@@ -24,7 +24,13 @@ from neuron_importance.cli.main import main
 from neuron_importance.cli.reproduce import EXPERIMENTS
 from neuron_importance.continual import make_stream
 from neuron_importance.data.idx import write_idx
-from neuron_importance.experiments.continual import StudySettings, run_study, task_orders
+from neuron_importance.experiments.continual import (
+    RunSpec,
+    StudySettings,
+    _execute,
+    run_study,
+    task_orders,
+)
 
 N_TRAIN, N_TEST = 800, 200
 
@@ -150,6 +156,31 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
     assert (tmp_path / "acc_by_order.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # cleaned after each run
     n_lines = len((tmp_path / "runs.jsonl").read_text().splitlines())
+
+    # order 0 at the chosen strength (main runs, the ablation's default) is the tuning run
+    # of that strength: copied, not trained again
+    recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    by_key = {r["key"]: r for r in recs}
+    reused = [r for r in recs if "reused_from" in r]
+    assert {(r["benchmark"], r["method"], r["phase"]) for r in reused} == {
+        (b, m, "main") for b in ("split-mnist", "permuted-mnist") for m in ("ewc", "nai")
+    } | {("split-mnist", "nai", "ablation")}
+    for r in reused:
+        src = by_key[r["reused_from"]]
+        assert src["phase"] == "tune" and src["order"] == r["order"] == data["orders"][
+            r["benchmark"]][0]
+        assert src["hyperparameters"] == r["hyperparameters"]
+    assert data["seconds"]["sum_of_run_seconds"] == pytest.approx(
+        sum(r["seconds"] for r in recs if "reused_from" not in r), abs=0.1)
+    # and the copy is what training that run afresh gives
+    settings = tiny_settings()
+    r = next(r for r in reused if r["phase"] == "main" and r["method"] == "nai")
+    spec = RunSpec("main", r["benchmark"], "nai", tuple(r["order"]),
+                   tuple(sorted(r["hyperparameters"].items())),
+                   settings.epochs[r["benchmark"]], "task")
+    assert spec.key(settings) == r["key"]
+    fresh = _execute(spec, settings, str(data_root), str(tmp_path / "checkpoints"), "fresh")
+    assert fresh["acc_matrix"] == r["acc_matrix"]
 
     # a second call recomputes nothing
     logs.clear()

@@ -371,6 +371,15 @@ def run_study(
 
         t0 = time.perf_counter()
         keyed = [(s, s.key(settings)) for s in specs]
+        for s, k in keyed:
+            # a run identical to a finished tuning run but for its phase (order 0 at the
+            # chosen strength) is that run: training is seeded, so it is copied, not repeated
+            tune_key = replace(s, phase="tune", variant="").key(settings)
+            if k not in done and s.phase != "tune" and tune_key in done:
+                rec = json.loads(json.dumps({**done[tune_key], "key": k, "phase": s.phase,
+                                             "variant": s.variant, "reused_from": tune_key}))
+                _append(runs_path, rec)
+                done[k] = rec
         todo = [(s, k) for s, k in keyed if k not in done]
         bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=phase,
                    disable=not progress, unit="run")
@@ -475,7 +484,8 @@ def run_study(
     res["seconds"] = {"total_this_invocation": round(time.perf_counter() - t_start, 1),
                       "by_phase_this_invocation": {k: round(v, 1) for k, v in
                                                    phase_seconds.items()},
-                      "sum_of_run_seconds": round(sum(r["seconds"] for r in done.values()), 1)}
+                      "sum_of_run_seconds": round(sum(r["seconds"] for r in done.values()
+                                                     if "reused_from" not in r), 1)}
     res["files"] = _write_outputs(out, res)
     return res
 
