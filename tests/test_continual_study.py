@@ -297,7 +297,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "-1" in capsys.readouterr().err
 
 
-def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:
+def _run_cli(out: Path, data_root: Path, *extra: str) -> subprocess.Popen:
     code = (
         "import sys; from neuron_importance.cli.main import main; sys.exit(main(sys.argv[1:]))"
     )
@@ -305,9 +305,40 @@ def _run_cli(out: Path, data_root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", code, "reproduce", "continual", "--quick", "--quiet",
          "--out", str(out), "--data-dir", str(data_root), "--benchmarks", "split-mnist",
-         "--methods", "finetune,ewc,nai", "--orders", "2"],
+         "--methods", "finetune,ewc,nai", "--orders", "2", *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_sigterm_of_a_parallel_study_stops_its_workers(tmp_path: Path, data_root: Path) -> None:
+    p = _run_cli(tmp_path, data_root, "--jobs", "2")
+    children_file = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    workers: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and len(workers) < 2:
+        # the spawn resource tracker is a child too; the workers are the ones training
+        kids = [int(c) for c in children_file.read_text().split()] if children_file.exists() \
+            else []
+        workers = [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text()
+                   and "pipe_handle" in Path(f"/proc/{k}/cmdline").read_text()]
+        time.sleep(0.05)
+    if p.poll() is not None or len(workers) < 2:
+        pytest.skip("no parallel phase was caught running")
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "workers outlived the study"
 
 
 def test_sigkill_mid_study_then_resume_equals_an_uninterrupted_run(

@@ -19,11 +19,14 @@ torch thread each); only the parent writes ``runs.jsonl``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -332,6 +335,23 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     return rec
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit in the main thread, so cleanup code runs (default: none)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # ---------------------------------------------------------------------------- the study
 
 
@@ -399,13 +419,22 @@ def run_study(
                 import multiprocessing as mp
 
                 with ProcessPoolExecutor(settings.jobs, mp_context=mp.get_context("spawn")) as ex:
-                    # group by benchmark so each worker loads one benchmark's data at a time
-                    pending = {ex.submit(_execute, s, settings, data, str(ckpt_dir), k)
-                               for s, k in sorted(todo, key=lambda sk: sk[0].benchmark)}
-                    while pending:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            finish(fut.result())
+                    try:
+                        with _sigterm_as_exit():
+                            # group by benchmark: each worker loads one benchmark at a time
+                            pending = {ex.submit(_execute, s, settings, data, str(ckpt_dir), k)
+                                       for s, k in sorted(todo, key=lambda sk: sk[0].benchmark)}
+                            while pending:
+                                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                                for fut in finished:
+                                    finish(fut.result())
+                    except BaseException:
+                        # a kill or Ctrl-C of the study must not leave workers training (and
+                        # checkpointing) runs that nobody will collect; their last finished
+                        # task is on disk, and the next call resumes from it
+                        for proc in list((getattr(ex, "_processes", None) or {}).values()):
+                            proc.terminate()
+                        raise
         finally:
             bar.close()
         phase_seconds[phase] = phase_seconds.get(phase, 0.0) + time.perf_counter() - t0
