@@ -100,6 +100,7 @@ def test_no_forgetting_means_zero_bwt() -> None:
     [
         ("ewcc", {}, "unknown method 'ewcc'"),
         ("ewc", {}, "needs the hyperparameter 'lam'"),
+        ("nai", {"lamb": 1.0}, r"needs the hyperparameter 'lam' \(got 'lamb'\)"),
         ("ewc", {"lam": -1.0}, "finite and >= 0"),
         ("si", {"c": float("nan")}, "finite and >= 0"),
         ("mas", {"lam": float("inf")}, "finite and >= 0"),

@@ -116,7 +116,8 @@ def make_strategy(method: str, hyperparameters: Mapping[str, Any] | None = None,
     strength = METHODS[method]
     if strength is not None:
         if strength not in hp:
-            raise ValueError(f"method {method!r} needs the hyperparameter {strength!r}")
+            got = f" (got {', '.join(map(repr, sorted(hp)))})" if hp else ""
+            raise ValueError(f"method {method!r} needs the hyperparameter {strength!r}{got}")
         check_strength(f"{method} {strength}", hp[strength])
     try:
         if method == "finetune":
