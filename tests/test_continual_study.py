@@ -170,6 +170,9 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
         assert src["phase"] == "tune" and src["order"] == r["order"] == data["orders"][
             r["benchmark"]][0]
         assert src["hyperparameters"] == r["hyperparameters"]
+    # results.json says which main runs are copies
+    assert sorted((r["benchmark"], r["method"]) for r in data["runs"] if "reused_from" in r) \
+        == sorted((r["benchmark"], r["method"]) for r in reused if r["phase"] == "main")
     assert data["seconds"]["sum_of_run_seconds"] == pytest.approx(
         sum(r["seconds"] for r in recs if "reused_from" not in r), abs=0.1)
     # and the copy is what training that run afresh gives

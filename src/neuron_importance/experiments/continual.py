@@ -523,6 +523,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
     runs = [{k: r[k] for k in ("benchmark", "method", "order", "seed", "acc", "bwt",
                                "forgetting", "fwt", "acc_matrix", "hyperparameters", "seconds",
                                "final_by_task", "init_acc")}
+            | ({"reused_from": r["reused_from"]} if "reused_from" in r else {})
             for r in main_recs]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for b in settings.benchmarks:
