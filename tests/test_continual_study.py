@@ -420,7 +420,8 @@ def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
 
 @pytest.mark.parametrize("folder", ["continual", "continual-3seeds", "continual-20ep",
                                     "continual-permuted-dropout",
-                                    "continual-permuted-dropout-10ep"])
+                                    "continual-permuted-dropout-10ep",
+                                    "continual-permuted-dropout-10ep-2seeds"])
 def test_committed_runs_keep_their_keys(folder: str) -> None:
     """Every run recorded in docs/results reproduces its key under the current code, so copying
     a runs.jsonl into an output folder resumes the study from it (options added since, such
