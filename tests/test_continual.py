@@ -379,6 +379,39 @@ def test_nai_conductance_of_a_one_layer_relu_net_is_closed_form(how: str) -> Non
     torch.testing.assert_close(nai.last_importance["trunk.0"], expected)
 
 
+@pytest.mark.parametrize("head_sizes", [(2,), (3,)])
+def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
+    # for z − mean(z) the one-layer closed form holds with the centred head weights
+    # w_y − mean_k w_k; the head bias is common to the baseline and drops out
+    torch.manual_seed(1)
+    model = ContinualMLP(6, (5,), head_sizes).double()
+    with torch.no_grad():
+        model.trunk[0].bias.zero_()
+    k = head_sizes[0]
+    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, k, (40,))
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                              conductance_steps=4, conductance_target="centred"))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        w = model.heads[0].weight
+        c = (w[y] - w.mean(0)) * torch.relu(model.trunk[0](x))
+    torch.testing.assert_close(nai.last_importance["trunk.0"], c.square().mean(0))
+    # a unit that moves every logit alike gets no importance from the centred target
+    with torch.no_grad():
+        model.heads[0].weight[:, 2] = 0.7
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    assert nai.last_importance["trunk.0"][2].item() == pytest.approx(0.0, abs=1e-20)
+    logit = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                                conductance_steps=4))
+    logit.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    assert logit.last_importance["trunk.0"][2].item() > 0
+
+
+def test_nai_conductance_target_is_checked() -> None:
+    with pytest.raises(ValueError, match="conductance_target='margin' is not one of"):
+        NAIOptions(conductance_target="margin")
+
+
 def test_nai_tc_is_nai_with_squared_conductance() -> None:
     nai = make_strategy("nai-tc", {"lam": 2.0, "norm": "max"})
     assert isinstance(nai, NAI) and nai.name == "nai-tc" and nai.lam == 2.0

@@ -265,9 +265,16 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
                  "--no-class-il", "--dropout", "0.25", "--hidden", "32,16",
-                 "--grid", "nai:lam=0.5"])
+                 "--grid", "nai:lam=0.5", "--nai-option", "conductance_target=centred",
+                 "--nai-option", "conductance_steps=8"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
+    # --nai-option reaches the settings and every NAI run's hyperparameters (and its key)
+    assert data["settings"]["nai_options"] == {"conductance_target": "centred",
+                                               "conductance_steps": 8}
+    assert all(r["hyperparameters"]["conductance_target"] == "centred"
+               and r["hyperparameters"]["conductance_steps"] == 8
+               for r in data["runs"] if r["method"] == "nai")
     # the fixed grid is the only point tuned, and it is what the orders run with
     assert [t["hyperparameters"]["lam"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.5]
     assert data["chosen_hyperparameters"]["split-mnist"]["nai"]["lam"] == 0.5
@@ -298,6 +305,14 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
                  "--data-dir", str(data_root), "--grid", "si:c=-1"]) == 2
     assert "-1" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--nai-option", "norm"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--nai-option", "conductance_target=margin"]) == 2
+    assert "conductance_target='margin' is not one of" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--nai-option", "colour=red"]) == 2
+    assert "colour" in capsys.readouterr().err
 
 
 def _run_cli(out: Path, data_root: Path, *extra: str) -> subprocess.Popen:

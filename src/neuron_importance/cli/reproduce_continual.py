@@ -64,8 +64,28 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="replace one method's tuning grid, e.g. nai:lam=0.003,0.01,0.03 "
                    "(repeatable; a single value fixes the strength: order 0 is still run "
                    "with it, and nothing else is tuned)")
+    p.add_argument("--nai-option", type=_option, action="append", metavar="KEY=VALUE",
+                   help="set one NAIOptions switch for nai and nai-tc, e.g. "
+                   "conductance_target=centred (repeatable; checked before training; runs "
+                   "with other options are kept apart in runs.jsonl)")
     p.set_defaults(func=_with_threads(_run))
     return p
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not (sep and key.strip() and value.strip()):
+        raise argparse.ArgumentTypeError(
+            f"must be KEY=VALUE such as conductance_target=centred, got {text!r}")
+    value = value.strip()
+    parsed: Any = value
+    for cast in (int, float):
+        try:
+            parsed = cast(value)
+            break
+        except ValueError:
+            continue
+    return key.strip(), parsed
 
 
 def _positive(text: str) -> int:
@@ -133,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
         from neuron_importance.continual import BENCHMARKS
 
         overrides["epochs"] = {b: args.epochs for b in (args.benchmarks or BENCHMARKS)}
+    if args.nai_option:
+        overrides["nai_options"] = dict(args.nai_option)
     grids = dict(args.grid) if args.grid else None
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                     progress=not args.quiet, log=log, grid_overrides=grids, **overrides)

@@ -83,6 +83,13 @@ class NAIOptions:
             then only chooses the inputs' statistic).
         conductance_stat: ``abs`` E|c_i| or ``sq`` E[c_i²] of the conductances c_i
             (``source="conductance"`` only).
+        conductance_target: what the conductances explain (``source="conductance"`` only):
+            ``logit``, the true class's logit z_y; or ``centred``, z_y − mean_k z_k, the
+            DeepLIFT paper's adjustment for softmax outputs (Shrikumar et al. 2017, §3.6). A
+            softmax head is blind to a shift of every logit by the same amount, so the part of
+            a unit's conductance that moves all logits together is no importance for the
+            task's predictions; ``centred`` leaves it out (for a 2-way head it is half the
+            margin z_y − z_other).
         n_samples: examples of the task used for the statistics (``None``: all).
         conductance_steps: ``n_steps`` of Total Conductance.
         reinit: fraction ρ of the least important units of each hidden layer whose incoming
@@ -117,6 +124,7 @@ class NAIOptions:
     head_importance: str = "uniform"
     downstream: str = "none"
     conductance_stat: str = "abs"
+    conductance_target: str = "logit"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -126,6 +134,7 @@ class NAIOptions:
             ("head_importance", ("uniform", "logit")),
             ("downstream", ("none", "weights")),
             ("conductance_stat", ("abs", "sq")),
+            ("conductance_target", ("logit", "centred")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -215,6 +224,18 @@ def _pair(i_out: Tensor, i_in: Tensor | None, how: str) -> Tensor:
     return a * b
 
 
+class _CentredLogits(nn.Module):
+    """``z − mean_k z_k`` of a :class:`ContinualMLP` head (``conductance_target="centred"``)."""
+
+    def __init__(self, net: ContinualMLP) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, task: int | Tensor | None = None) -> Tensor:
+        z = self.net(x, task)
+        return z - z.mean(1, keepdim=True)
+
+
 class NAI(Strategy):
     """Neuron-activation-importance regulariser (our design of Kim & Lee 2021; see module doc)."""
 
@@ -251,9 +272,12 @@ class NAI(Strategy):
 
             was_training = model.training
             model.eval()
+            explained, prefix = model, ""
+            if o.conductance_target == "centred":
+                explained, prefix = _CentredLogits(model), "net."
             try:
                 for lin, act in pairs:
-                    tc = TotalConductance(model, f"trunk.{act}")
+                    tc = TotalConductance(explained, f"{prefix}trunk.{act}")
                     acc = None
                     for s in range(0, x.shape[0], 512):
                         c = tc.attribute(
