@@ -437,7 +437,8 @@ _RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # committed study folders and the fewest runs each must hold (a truncated file fails)
 _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep": 100,
                       "continual-permuted-dropout": 30, "continual-permuted-dropout-10ep": 30,
-                      "continual-permuted-dropout-10ep-2seeds": 30}
+                      "continual-permuted-dropout-10ep-2seeds": 30,
+                      "continual-20ep-3seeds": 150}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:
