@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neuron_importance.cli.attribute import _option_value
 from neuron_importance.cli.reproduce import _with_threads, add_experiment_parser
 
 NAME = "continual"
@@ -66,7 +67,8 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "with it, and nothing else is tuned)")
     p.add_argument("--nai-option", type=_option, action="append", metavar="KEY=VALUE",
                    help="set one NAIOptions switch for nai and nai-tc, e.g. "
-                   "conductance_target=centred (repeatable; checked before training; runs "
+                   "conductance_target=centred (VALUE read as JSON, else text; repeatable; "
+                   "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
     p.set_defaults(func=_with_threads(_run))
     return p
@@ -77,15 +79,7 @@ def _option(text: str) -> tuple[str, Any]:
     if not (sep and key.strip() and value.strip()):
         raise argparse.ArgumentTypeError(
             f"must be KEY=VALUE such as conductance_target=centred, got {text!r}")
-    value = value.strip()
-    parsed: Any = value
-    for cast in (int, float):
-        try:
-            parsed = cast(value)
-            break
-        except ValueError:
-            continue
-    return key.strip(), parsed
+    return key.strip(), _option_value(value.strip())
 
 
 def _positive(text: str) -> int:
