@@ -627,3 +627,63 @@ def test_dropout_run_learns_and_resumes_exactly(tmp_path) -> None:
         run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt, log=stop_after_one)
     resumed = run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt)
     assert resumed.acc_matrix == full.acc_matrix
+
+
+def _tensors(obj, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors inside a strategy's state (dicts, lists, tuples), flattened by path."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    items = (obj.items() if isinstance(obj, dict)
+             else enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    out: dict[str, torch.Tensor] = {}
+    for k, v in items:
+        out.update(_tensors(v, f"{prefix}/{k}"))
+    return out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("shared_head", [False, True])
+@pytest.mark.parametrize("method, hp", [
+    ("l2", {"lam": 1.0}), ("ewc", {"lam": 100.0}), ("online-ewc", {"lam": 100.0}),
+    ("si", {"c": 1.0}), ("mas", {"lam": 1.0}), ("nai", {"lam": 0.1}),
+    ("nai-tc", {"lam": 0.1}), ("nai-tc", {"lam": 0.1, "conductance_target": "centred"}),
+    ("nai", {"lam": 0.1, "downstream": "weights", "reinit": 0.25}),
+])
+def test_strategy_state_on_the_gpu_equals_the_cpu(method: str, hp: dict,
+                                                  shared_head: bool) -> None:
+    """Two tasks of training steps and importances on CUDA and on the CPU from the same start:
+    every tensor of the strategy's state and the penalty agree to float tolerance."""
+    stream = blob_stream(n_tasks=2, shared_head=shared_head)
+    torch.manual_seed(0)
+    base = ContinualMLP(12, (16, 16), stream.head_sizes, shared_head=shared_head).double()
+    states, penalties = {}, {}
+    for device in ("cpu", "cuda"):
+        model = ContinualMLP(12, (16, 16), stream.head_sizes, shared_head=shared_head)
+        model.load_state_dict(base.state_dict())
+        model = model.double().to(device)
+        strategy = make_strategy(method, hp, seed=3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for pos, task in enumerate(stream.tasks):
+            head = model.head_index(task.identity)
+            x, y = task.x_train.double().to(device), task.y_train.to(device)
+            strategy.before_task(model, pos)
+            for s in range(0, x.shape[0], 40):
+                loss = torch.nn.functional.cross_entropy(model(x[s:s + 40], task=head),
+                                                         y[s:s + 40])
+                opt.zero_grad()
+                loss.backward()
+                strategy.after_backward(model)
+                pen = strategy.penalty(model)
+                if pen is not None:
+                    pen.backward()
+                opt.step()
+                strategy.after_step(model)
+            strategy.after_task(model, TaskData(x, y, lambda v, h=head, m=model: m(v, task=h),
+                                                head, task.identity))
+        states[device] = _tensors(strategy.state_dict())
+        pen = strategy.penalty(model)
+        penalties[device] = float(pen.detach()) if pen is not None else 0.0
+    assert states["cpu"] and states["cpu"].keys() == states["cuda"].keys()
+    for k, v in states["cpu"].items():
+        torch.testing.assert_close(states["cuda"][k].cpu(), v, rtol=1e-6, atol=1e-9, msg=k)
+    assert penalties["cuda"] == pytest.approx(penalties["cpu"], rel=1e-6, abs=1e-12)

@@ -154,6 +154,7 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
     for f in res["files"]:
         assert (tmp_path / f).stat().st_size > 0
     assert (tmp_path / "acc_by_order.png").read_bytes()[:4] == b"\x89PNG"
+    assert {r["device"] for r in data["runs"]} == {"cpu"}  # each run names where it trained
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # cleaned after each run
     n_lines = len((tmp_path / "runs.jsonl").read_text().splitlines())
 
@@ -255,6 +256,16 @@ def test_bad_study_settings_fail_before_training(tmp_path: Path, data_root: Path
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
         run_study(tmp_path, tiny_settings(dropout=1.5), data_dir=data_root,
                   progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="device 'gpu0' is not a torch device"):
+        run_study(tmp_path, tiny_settings(device="gpu0"), data_dir=data_root,
+                  progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="runs on 'cpu' or 'cuda"):
+        run_study(tmp_path, tiny_settings(device="meta"), data_dir=data_root,
+                  progress=False, log=lambda m: None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            run_study(tmp_path, tiny_settings(device="cuda"), data_dir=data_root,
+                      progress=False, log=lambda m: None)
     assert not (tmp_path / "runs.jsonl").exists()
 
 
@@ -471,3 +482,29 @@ def test_committed_runs_keep_their_keys(folder: str, min_runs: int) -> None:
         if n == 1:
             assert spec.key(replace(settings, dropout=0.5)) != r["key"]
     assert n >= min_runs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["finetune", "joint", "l2", "ewc", "online-ewc", "si",
+                                    "mas", "nai", "nai-tc"])
+@pytest.mark.parametrize("benchmark", ["split-mnist", "permuted-mnist"])
+def test_a_run_on_the_gpu_matches_the_cpu(tmp_path: Path, data_root: Path, benchmark: str,
+                                          method: str) -> None:
+    """The same spec on CUDA and on the CPU: same key, same batches and initial weights,
+    so the accuracy matrices agree up to float reordering (a few test images at most)."""
+    from neuron_importance.experiments.continual import FULL_GRIDS
+
+    grid = FULL_GRIDS.get(method, {})
+    hp = tuple((k, v[len(v) // 2]) for k, v in grid.items())
+    if method == "nai-tc":
+        hp = (*hp, ("conductance_target", "centred"))
+    recs = {}
+    for device in ("cpu", "cuda"):
+        settings = tiny_settings(device=device, permuted_tasks=3)
+        spec = RunSpec("main", benchmark, method, (2, 0, 1) if benchmark == "permuted-mnist"
+                       else (4, 3, 2, 1, 0), hp, 2, "task")
+        recs[device] = _execute(spec, settings, str(data_root), str(tmp_path / device),
+                                spec.key(settings))
+    assert recs["cpu"]["key"] == recs["cuda"]["key"]
+    assert recs["cpu"]["device"] == "cpu" and recs["cuda"]["device"].startswith("cuda")
+    np.testing.assert_allclose(recs["cuda"]["acc_matrix"], recs["cpu"]["acc_matrix"], atol=3.0)

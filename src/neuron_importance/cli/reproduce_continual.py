@@ -70,6 +70,10 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "conductance_target=centred (VALUE read as JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
+    p.add_argument("--device", metavar="DEV",
+                   help="where runs train: cpu (default) or cuda[:N]; checked before training. "
+                   "Runs keep their keys (the protocol is the same) and each record names "
+                   "its device; with --jobs N the N workers share the GPU")
     p.set_defaults(func=_with_threads(_run))
     return p
 
@@ -149,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["epochs"] = {b: args.epochs for b in (args.benchmarks or BENCHMARKS)}
     if args.nai_option:
         overrides["nai_options"] = dict(args.nai_option)
+    if args.device is not None:
+        overrides["device"] = args.device
     grids = dict(args.grid) if args.grid else None
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                     progress=not args.quiet, log=log, grid_overrides=grids, **overrides)

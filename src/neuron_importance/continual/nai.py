@@ -356,7 +356,10 @@ class NAI(Strategy):
             mlp_unit_layers(model)  # raises the descriptive error for unsupported models
             raise TypeError(f"NAI supports ContinualMLP models, got {type(model).__name__}")
         o = self.options
-        raw = self._raw(model, data)
+        # unit importances are small vectors: keep them on the CPU in float64 whatever device
+        # the model trains on (conductance comes back on the model's device, a shared head's
+        # uniform importances are made on the CPU); Ω moves to the model's device below
+        raw = {k: v.detach().to("cpu", torch.float64) for k, v in self._raw(model, data).items()}
         unit = {k: normalise(v, o.norm, o.tau) for k, v in raw.items()}
         if o.downstream == "weights":
             self._weight_by_downstream(model, unit, data.head)

@@ -307,7 +307,10 @@ class EWC(Strategy):
             logits = data.forward(x)
         if not self.empirical:
             # the true Fisher samples y from the model's own predictive distribution
-            y = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g).squeeze(1)
+            # drawn on the CPU with the seeded CPU generator, so a run on a GPU samples the
+            # same labels as on the CPU (a CPU generator cannot drive a CUDA multinomial)
+            probs = torch.softmax(logits.detach().double().cpu(), -1)
+            y = torch.multinomial(probs, 1, generator=g).squeeze(1)
         y = y.to(x.device)
 
         def nll(out: Tensor, yi: Tensor) -> Tensor:

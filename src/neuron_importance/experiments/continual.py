@@ -111,6 +111,9 @@ class StudySettings:
     seeds: int = 1
     #: dropout after each hidden activation, every method alike (UCL / HAT MLPs: 0.5)
     dropout: float = 0.0
+    #: where runs train ("cpu", "cuda", "cuda:1", ...); not part of a run's key (the protocol
+    #: is the same), but each record names the device it ran on
+    device: str = "cpu"
 
     @classmethod
     def full(cls, seed: int = 0) -> StudySettings:
@@ -164,6 +167,36 @@ class StudySettings:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot parse or this machine does not have, before training."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e})") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise ValueError(f"device {device!r}: the study runs on 'cpu' or 'cuda[:N]'")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no "
+                         "CUDA GPU on this machine")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA GPU(s)")
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return str(dev)
 
 
 def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
@@ -300,15 +333,16 @@ def _append(path: Path, record: Mapping[str, Any]) -> None:
 _STREAMS: dict[tuple, Any] = {}
 
 
-def _stream(benchmark: str, data_dir: str | None, limit: int | None, n_tasks: int | None):
+def _stream(benchmark: str, data_dir: str | None, limit: int | None, n_tasks: int | None,
+            device: str = "cpu"):
     from neuron_importance.continual import make_stream
 
-    key = (benchmark, data_dir, limit, n_tasks)
+    key = (benchmark, data_dir, limit, n_tasks, device)
     if key not in _STREAMS:
         _STREAMS.clear()  # one benchmark's tensors at a time per process
         _STREAMS[key] = make_stream(
             benchmark, data_dir=data_dir, limit=limit,
-            n_tasks=n_tasks if benchmark == "permuted-mnist" else None,
+            n_tasks=n_tasks if benchmark == "permuted-mnist" else None, device=device,
         )
     return _STREAMS[key]
 
@@ -322,14 +356,16 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
 
     if settings.jobs > 1:
         torch.set_num_threads(1)
-    stream = _stream(spec.benchmark, data_dir, settings.limit, settings.permuted_tasks)
+    stream = _stream(spec.benchmark, data_dir, settings.limit, settings.permuted_tasks,
+                     settings.device)
     stream = stream.reordered(spec.order)
     config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
                          hidden=tuple(settings.hidden), patience=settings.patience,
                          scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout)
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
-    rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json()}
+    rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json(),
+           "device": _device_name(settings.device)}
     identities = list(spec.order)
     rec["final_by_task"] = {str(identities[j]): res.acc_matrix[-1][j]
                             for j in range(len(identities))}
@@ -520,11 +556,16 @@ def run_study(
     return res
 
 
+#: records written before runs named their device were all trained on the CPU
+_UNRECORDED_DEVICE = "cpu (not recorded)"
+
+
 def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs):
     runs = [{k: r[k] for k in ("benchmark", "method", "order", "seed", "acc", "bwt",
                                "forgetting", "fwt", "acc_matrix", "hyperparameters", "seconds",
                                "final_by_task", "init_acc")}
             | ({"reused_from": r["reused_from"]} if "reused_from" in r else {})
+            | {"device": r.get("device", _UNRECORDED_DEVICE)}
             for r in main_recs]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for b in settings.benchmarks:
@@ -797,6 +838,13 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
               f"runs; this invocation {res['seconds']['total_this_invocation']} s on "
               f"{m['cpu']} ({m['logical_cpus']} CPUs), torch {m['torch']}, jobs "
               f"{s['jobs']}.", ""]
+    devices: dict[str, int] = {}
+    for r in res["runs"]:
+        d = r.get("device", _UNRECORDED_DEVICE)
+        devices[d] = devices.get(d, 0) + 1
+    if set(devices) - {"cpu", _UNRECORDED_DEVICE}:
+        lines += ["Runs of the table by device: " + "; ".join(
+            f"{d}: {n}" for d, n in sorted(devices.items())) + ".", ""]
     return "\n".join(lines)
 
 
