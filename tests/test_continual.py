@@ -417,6 +417,10 @@ def test_nai_tc_is_nai_with_squared_conductance() -> None:
     assert isinstance(nai, NAI) and nai.name == "nai-tc" and nai.lam == 2.0
     o = nai.options
     assert (o.source, o.conductance_stat, o.n_samples, o.norm) == ("conductance", "sq", 2000, "max")
+    assert o.conductance_target == "centred"  # the default of nai-tc, not of NAIOptions
+    assert NAIOptions().conductance_target == "logit"
+    logit = make_strategy("nai-tc", {"lam": 1.0, "conductance_target": "logit"})
+    assert logit.options.conductance_target == "logit"  # a default, so it can be overridden
     with pytest.raises(ValueError, match="fixes source"):
         make_strategy("nai-tc", {"lam": 1.0, "source": "activation"})
     with pytest.raises(ValueError, match="needs the hyperparameter 'lam'"):

@@ -444,6 +444,38 @@ def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
     assert ewc.key(settings) == before_ewc
 
 
+def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Path,
+                                                                     data_root: Path,
+                                                                     monkeypatch) -> None:
+    """nai-tc explains the centred logit by default; its runs name the target, a run written
+    out as ``logit`` keeps the key it had when logit was the default, and the study's default
+    reuses the runs made with ``--nai-option conductance_target=centred``."""
+    import neuron_importance.continual as continual
+    from neuron_importance.experiments.continual import RunSpec
+
+    settings = StudySettings.quick_mode()
+
+    def key(*hp: tuple[str, object]) -> str:
+        return RunSpec("tune", "split-mnist", "nai-tc", (0, 1, 2, 3, 4),
+                       tuple(sorted((("lam", 1.0), *hp))), 3, "task").key(settings)
+
+    logit, centred, default = (key(("conductance_target", "logit")),
+                               key(("conductance_target", "centred")), key())
+    assert len({logit, centred, default}) == 3
+    with monkeypatch.context() as m:  # the defaults before session 10
+        m.setattr(continual, "NAI_TC_DEFAULTS", {})
+        assert key() == logit  # the old record (no target named) keeps its key
+    # the study writes the default out, so its nai-tc runs are the explicitly centred ones
+    run_study(tmp_path, tiny_settings(benchmarks=["split-mnist"], methods=["nai-tc"],
+                                      n_orders=1, grids={"nai-tc": {"lam": [0.1]}},
+                                      ablation=[], class_il_methods=[]),
+              data_dir=data_root, progress=False, log=lambda m: None)
+    recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert recs and all(r["hyperparameters"]["conductance_target"] == "centred" for r in recs)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["settings"]["nai_tc_options"]["conductance_target"] == "centred"
+
+
 _RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # committed study folders and the fewest runs each must hold (a truncated file fails)
 _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep": 100,

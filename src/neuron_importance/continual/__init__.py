@@ -25,6 +25,7 @@ from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData
 from .streams import BENCHMARKS, Task, TaskStream, check_order, make_stream
 from .trainer import (
     METHODS,
+    NAI_TC_DEFAULTS,
     NAI_TC_OPTIONS,
     RunResult,
     TrainConfig,
@@ -34,7 +35,7 @@ from .trainer import (
 )
 
 __all__ = [
-    "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_OPTIONS", "SI", "ContinualMLP", "FineTune",
+    "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS", "SI", "ContinualMLP", "FineTune",
     "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
     "TrainConfig", "TrainingDiverged", "average_accuracy", "backward_transfer", "check_order",
     "forgetting", "forward_transfer", "intransigence", "make_stream", "make_strategy",

@@ -17,9 +17,10 @@ forward pass over the task's training data per layer). ``source="conductance"`` 
 raw statistic by the mean absolute Total Conductance of each neuron for the true class
 (:class:`neuron_importance.TotalConductance`, Shrikumar et al. 2018 / Dhamdhere et al. 2018),
 the importance of a neuron *for the prediction* instead of its mere activity. The study's
-method ``nai-tc`` is NAI with ``source="conductance"``, ``conductance_stat="sq"`` (E[c_i²]) and
-``n_samples=2000``: on Split MNIST it keeps NAI's low forgetting and learns new tasks nearly as
-well as EWC, because units whose activity the finished task's head does not read get Ω ≈ 0.
+method ``nai-tc`` is NAI with ``source="conductance"``, ``conductance_stat="sq"`` (E[c_i²]),
+``n_samples=2000`` and, by default, ``conductance_target="centred"``: on Split MNIST it keeps
+NAI's low forgetting and learns new tasks nearly as well as EWC, because units whose activity
+the finished task's head does not read get Ω ≈ 0.
 
 Edge cases (notes §1): with ``input_importance="none"`` the inputs have ``I⁰ = 0`` and
 first-layer weights take ``I_i^1`` whatever ``map``; with a shared head the output units'

@@ -74,6 +74,8 @@ ABLATION: list[dict[str, Any]] = [
 _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "abs",
                                      "conductance_target": "logit"}
 
+_NO_VALUE = object()
+
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
 
 #: the NAI variants of the study: ``nai`` (activation statistics) and ``nai-tc`` (Total
@@ -284,17 +286,25 @@ class RunSpec:
             # the resolved options, so that a change of NAI's defaults never reuses old runs
             import neuron_importance.continual as continual
 
-            fixed = continual.NAI_TC_OPTIONS if self.method == "nai-tc" else {}
+            fixed = ({**continual.NAI_TC_OPTIONS, **continual.NAI_TC_DEFAULTS}
+                     if self.method == "nai-tc" else {})
             opts = asdict(continual.NAIOptions(
-                **fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}))
+                **{**fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}}))
             extra["nai_options"] = {k: v for k, v in opts.items()
                                     if _NAI_KEY_NEUTRAL.get(k, object()) != v}
         if settings.dropout:
             # only when set, so runs recorded before the option existed keep their keys
             extra["dropout"] = float(settings.dropout)
+        spec = asdict(self)
+        if self.method in NAI_METHODS:
+            # an NAI switch written out at its key-neutral value is the run recorded before the
+            # switch existed (or before nai-tc's default moved off it): the same key
+            spec["hyperparameters"] = [
+                (k, v) for k, v in self.hyperparameters
+                if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v]
         # asdict(self) holds the training seed under "seed", the key under which earlier
         # studies stored settings.seed, so their runs keep their keys
-        blob = json.dumps({**asdict(self), "limit": settings.limit, "hidden": settings.hidden,
+        blob = json.dumps({**spec, "limit": settings.limit, "hidden": settings.hidden,
                            "batch": settings.batch_size, "patience": settings.patience,
                            "permuted_tasks": settings.permuted_tasks, **extra},
                           sort_keys=True, default=str)
@@ -485,6 +495,11 @@ def run_study(
                        seed)
 
     def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
+        if m == "nai-tc":
+            # NAI-TC's overridable defaults written out, so a run names its conductance target
+            from neuron_importance.continual import NAI_TC_DEFAULTS
+
+            return {**NAI_TC_DEFAULTS, **settings.nai_options, **point}
         return {**settings.nai_options, **point} if m in NAI_METHODS else dict(point)
 
     # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
@@ -636,11 +651,12 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
     class_il = {f"{r['benchmark']}/{r['method']}": {"acc": r["acc"], "bwt": r["bwt"],
                                                     "acc_matrix": r["acc_matrix"]}
                 for r in class_recs}
-    from neuron_importance.continual import NAIOptions
+    from neuron_importance.continual import NAI_TC_DEFAULTS, NAI_TC_OPTIONS, NAIOptions
 
     return {
         "experiment": "continual",
-        "settings": {**asdict(settings), "nai_defaults": asdict(NAIOptions())},
+        "settings": {**asdict(settings), "nai_defaults": asdict(NAIOptions()),
+                     "nai_tc_options": {**NAI_TC_OPTIONS, **NAI_TC_DEFAULTS}},
         "machine": machine_info(),
         "orders": orders,
         "tuning": tuning,
