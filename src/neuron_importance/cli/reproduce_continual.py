@@ -67,7 +67,8 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "with it, and nothing else is tuned)")
     p.add_argument("--nai-option", type=_option, action="append", metavar="KEY=VALUE",
                    help="set one NAIOptions switch for nai and nai-tc, e.g. "
-                   "conductance_target=centred (VALUE read as JSON, else text; repeatable; "
+                   "conductance_target=logit (nai-tc's default is centred; VALUE read as "
+                   "JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
     p.add_argument("--device", metavar="DEV",
