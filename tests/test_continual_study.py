@@ -472,6 +472,19 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
               data_dir=data_root, progress=False, log=lambda m: None)
     recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert recs and all(r["hyperparameters"]["conductance_target"] == "centred" for r in recs)
+    # a conductance switch given to a study with nai is flagged: nai ignores it
+    logs: list[str] = []
+    with pytest.raises(ValueError, match="unknown method"):  # stops before any training
+        run_study(tmp_path / "x", tiny_settings(methods=["nai", "bogus"],
+                                                nai_options={"conductance_target": "logit"}),
+                  data_dir=data_root, progress=False, log=logs.append)
+    assert not logs
+    run_study(tmp_path / "y", tiny_settings(benchmarks=["split-mnist"], methods=["nai"],
+                                            n_orders=1, grids={"nai": {"lam": [0.1]}},
+                                            ablation=[], class_il_methods=[],
+                                            nai_options={"conductance_target": "logit"}),
+              data_dir=data_root, progress=False, log=logs.append)
+    assert any("conductance_target only act with source='conductance'" in m for m in logs)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["settings"]["nai_tc_options"]["conductance_target"] == "centred"
 

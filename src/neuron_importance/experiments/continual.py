@@ -76,6 +76,9 @@ _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "a
 
 _NO_VALUE = object()
 
+#: NAI switches that only act with ``source="conductance"``
+_CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps"}
+
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
 
 #: the NAI variants of the study: ``nai`` (activation statistics) and ``nai-tc`` (Total
@@ -419,6 +422,11 @@ def run_study(
     done = _read_runs(runs_path)
     if done:
         log(f"resuming: {len(done)} finished runs found in {runs_path}")
+    inert = sorted(set(settings.nai_options) & _CONDUCTANCE_ONLY)
+    if inert and "nai" in settings.methods + settings.class_il_methods \
+            and settings.nai_options.get("source", "activation") != "conductance":
+        log(f"note: {', '.join(inert)} only act with source='conductance'; method nai "
+            "(activation statistics) ignores them, yet its runs are keyed apart and retrained")
     data = None if data_dir is None else str(data_dir)
     t_start = time.perf_counter()
     phase_seconds: dict[str, float] = {}
