@@ -438,7 +438,8 @@ def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
     tc = RunSpec("tune", "split-mnist", "nai-tc", (0, 1, 2, 3, 4), (("lam", 1.0),), 3, "task")
     before_tc = tc.key(settings)
     assert before_tc != before_nai
-    monkeypatch.setattr(continual, "NAIOptions", OtherDefaults)
+    # make_strategy resolves the options, so the defaults are patched where it reads them
+    monkeypatch.setattr(continual.trainer, "NAIOptions", OtherDefaults)
     assert nai.key(settings) != before_nai
     assert tc.key(settings) != before_tc
     assert ewc.key(settings) == before_ewc
@@ -463,7 +464,7 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
                                key(("conductance_target", "centred")), key())
     assert len({logit, centred, default}) == 3
     with monkeypatch.context() as m:  # the defaults before session 10
-        m.setattr(continual, "NAI_TC_DEFAULTS", {})
+        m.setattr(continual.trainer, "NAI_TC_DEFAULTS", {})
         assert key() == logit  # the old record (no target named) keeps its key
     # the study writes the default out, so its nai-tc runs are the explicitly centred ones
     run_study(tmp_path, tiny_settings(benchmarks=["split-mnist"], methods=["nai-tc"],

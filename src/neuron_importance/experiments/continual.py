@@ -285,26 +285,23 @@ class RunSpec:
 
     def key(self, settings: StudySettings) -> str:
         extra: dict[str, Any] = {}
-        if self.method in NAI_METHODS:
-            # the resolved options, so that a change of NAI's defaults never reuses old runs
-            import neuron_importance.continual as continual
-
-            fixed = ({**continual.NAI_TC_OPTIONS, **continual.NAI_TC_DEFAULTS}
-                     if self.method == "nai-tc" else {})
-            opts = asdict(continual.NAIOptions(
-                **{**fixed, **{k: v for k, v in self.hyperparameters if k != "lam"}}))
-            extra["nai_options"] = {k: v for k, v in opts.items()
-                                    if _NAI_KEY_NEUTRAL.get(k, object()) != v}
-        if settings.dropout:
-            # only when set, so runs recorded before the option existed keep their keys
-            extra["dropout"] = float(settings.dropout)
         spec = asdict(self)
         if self.method in NAI_METHODS:
+            from neuron_importance.continual import make_strategy
+
+            # the options the run resolves to, so that a change of NAI's defaults never
+            # reuses old runs
+            opts = asdict(make_strategy(self.method, dict(self.hyperparameters)).options)
+            extra["nai_options"] = {k: v for k, v in opts.items()
+                                    if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v}
             # an NAI switch written out at its key-neutral value is the run recorded before the
             # switch existed (or before nai-tc's default moved off it): the same key
             spec["hyperparameters"] = [
                 (k, v) for k, v in self.hyperparameters
                 if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v]
+        if settings.dropout:
+            # only when set, so runs recorded before the option existed keep their keys
+            extra["dropout"] = float(settings.dropout)
         # asdict(self) holds the training seed under "seed", the key under which earlier
         # studies stored settings.seed, so their runs keep their keys
         blob = json.dumps({**spec, "limit": settings.limit, "hidden": settings.hidden,
@@ -422,16 +419,16 @@ def run_study(
     done = _read_runs(runs_path)
     if done:
         log(f"resuming: {len(done)} finished runs found in {runs_path}")
+    from neuron_importance.continual import BENCHMARKS, NAIOptions
+
     inert = sorted(set(settings.nai_options) & _CONDUCTANCE_ONLY)
     if inert and "nai" in settings.methods + settings.class_il_methods \
-            and settings.nai_options.get("source", "activation") != "conductance":
+            and NAIOptions(**settings.nai_options).source != "conductance":
         log(f"note: {', '.join(inert)} only act with source='conductance'; method nai "
             "(activation statistics) ignores them, yet its runs are keyed apart and retrained")
     data = None if data_dir is None else str(data_dir)
     t_start = time.perf_counter()
     phase_seconds: dict[str, float] = {}
-
-    from neuron_importance.continual import BENCHMARKS
 
     def n_tasks(b: str) -> int:
         if b == "permuted-mnist" and settings.permuted_tasks:
