@@ -521,8 +521,13 @@ def test_committed_runs_keep_their_keys(folder: str, min_runs: int) -> None:
     settings = StudySettings(**{k: tuple(v) if k == "hidden" else v
                                 for k, v in saved.items() if k in names})
     n = 0
-    for line in (base / "runs.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    # side files (runs added beside a study, e.g. another seed or a screened option) must
+    # resume under the folder's settings too
+    records = [json.loads(line) for path in sorted(base.glob("*.jsonl"))
+               for line in path.read_text().splitlines()]
+    for r in records:
+        if "phase" not in r:  # not a study run (e.g. single_task.jsonl)
+            continue
         spec = RunSpec(r["phase"], r["benchmark"], r["method"], tuple(r["order"]),
                        tuple(sorted(r["hyperparameters"].items())),
                        settings.epochs[r["benchmark"]], r["scenario"], r["variant"],
