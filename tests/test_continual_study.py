@@ -198,9 +198,10 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
 def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
                                                              data_root: Path) -> None:
     """With ``seeds=2`` each order's ACC is the mean of its seeds; seed 0 reuses 1-seed runs."""
-    one = tiny_settings(benchmarks=["split-mnist"], methods=["finetune", "ewc"],
+    one = tiny_settings(benchmarks=["split-mnist"], methods=["nai", "ewc"],
                         ablation_benchmarks=[], class_il_methods=[],
-                        grids={"ewc": {"lam": [10.0, 100.0]}}, max_extensions=0)
+                        grids={"ewc": {"lam": [10.0, 100.0]}, "nai": {"lam": [1.0]}},
+                        max_extensions=0)
     first = run_study(tmp_path, one, data_dir=data_root, progress=False, log=lambda m: None)
     n_one = len((tmp_path / "runs.jsonl").read_text().splitlines())
     res = run_study(tmp_path, replace(one, seeds=2), data_dir=data_root, progress=False,
@@ -216,7 +217,7 @@ def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
     assert sorted({r["seed"] for r in recs}) == [0, 1]
     runs = res["runs"]
     assert len(runs) == 2 * 2 * 2  # methods x orders x seeds
-    for m in ("finetune", "ewc"):
+    for m in ("nai", "ewc"):
         per_order = {}
         for r in runs:
             if r["method"] == m:
@@ -237,7 +238,17 @@ def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
         assert len(twins) == 2 and p["val_acc"] == pytest.approx(np.mean(twins))
     best = max(tun, key=lambda p: p["val_acc"])["hyperparameters"]
     assert res["chosen_hyperparameters"]["split-mnist"]["ewc"] == best
-    assert "seed std" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "seed std" in report
+    # the seed bootstrap of the goals: its observed differences are the summary's
+    sup = res["goal_support"]["split-mnist"]["nai"]
+    s_nai, s_ewc = res["summary"]["split-mnist"]["nai"], res["summary"]["split-mnist"]["ewc"]
+    assert sup["mean_diff"]["value"] == pytest.approx(s_nai["mean"] - s_ewc["mean"])
+    assert sup["worst_diff"]["value"] == pytest.approx(s_nai["worst"] - s_ewc["worst"])
+    assert sup["std_diff"]["value"] == pytest.approx(s_nai["std"] - s_ewc["std"])
+    assert sup["seeds_per_order"] == [[0, 1], [0, 1]]
+    assert all(0.0 <= sup[k] <= 1.0 for k in ("mean", "worst", "std", "all"))
+    assert "Seed bootstrap of nai's goals" in report
     with pytest.raises(ValueError, match="seeds"):
         run_study(tmp_path, replace(one, seeds=0), data_dir=data_root, progress=False,
                   log=lambda m: None)

@@ -7,6 +7,8 @@
   :mod:`.nai`: the NAI regulariser with its documented switches.
 * :mod:`.trainer`: the one training loop, checkpointed after every task, resumable.
 * :mod:`.metrics`: ACC, BWT, FWT, forgetting, intransigence from the accuracy matrix.
+* :mod:`.seed_bootstrap`: how often a study's goal comparisons hold when its training seeds
+  are resampled.
 
 See ``docs/continual.md`` and ``neuron-importance reproduce continual``.
 """
@@ -21,6 +23,7 @@ from .metrics import (
 )
 from .models import ContinualMLP
 from .nai import NAI, NAIOptions
+from .seed_bootstrap import acc_table, goal_support
 from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData
 from .streams import BENCHMARKS, Task, TaskStream, check_order, make_stream
 from .trainer import (
@@ -37,7 +40,7 @@ from .trainer import (
 __all__ = [
     "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS", "SI", "ContinualMLP", "FineTune",
     "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
-    "TrainConfig", "TrainingDiverged", "average_accuracy", "backward_transfer", "check_order",
-    "forgetting", "forward_transfer", "intransigence", "make_stream", "make_strategy",
+    "TrainConfig", "TrainingDiverged", "acc_table", "average_accuracy", "backward_transfer", "check_order",
+    "forgetting", "forward_transfer", "goal_support", "intransigence", "make_stream", "make_strategy",
     "run_sequence", "summarise",
 ]

@@ -640,6 +640,19 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                 g[f"{pre}_worst_at_or_above_best_baseline"] = s[nm]["worst"] >= best_worst
                 g[f"{pre}_smallest_std_among_regularisers"] = s[nm]["std"] <= min_reg_std
         goals[b] = g
+    # how often each goal comparison holds when the training seeds are re-drawn
+    from neuron_importance.continual.seed_bootstrap import acc_table, goal_support
+
+    goal_support_by_benchmark: dict[str, dict[str, Any]] = {}
+    for b in settings.benchmarks:
+        variants = [nm for nm in NAI_METHODS if nm in summary[b]]
+        if not (variants and regs):
+            continue
+        table = acc_table([r for r in main_recs if r["benchmark"] == b])
+        for nm in variants:
+            support = goal_support(table, nm, regs)
+            if support is not None:
+                goal_support_by_benchmark.setdefault(b, {})[nm] = support
     ablation: dict[str, dict[str, Any]] = {}
     for r in abl_recs:
         a = ablation.setdefault(r["benchmark"], {}).setdefault(
@@ -669,6 +682,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
         "runs": runs,
         "summary": summary,
         "goals": goals,
+        "goal_support": goal_support_by_benchmark,
         "class_incremental": class_il,
         "ablation": ablation,
         "metric_definitions": {
@@ -830,6 +844,14 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         g = res["goals"].get(b, {})
         if g:
             lines += ["", "Goals: " + "; ".join(f"{k} = {v}" for k, v in g.items())]
+        for nm, sup in res.get("goal_support", {}).get(b, {}).items():
+            lines += ["", f"Seed bootstrap of {nm}'s goals ({sup['n_boot']} paired resamples of "
+                      "each order's seeds; fraction of resamples in which the comparison holds, "
+                      "and the 95 % interval of the difference to the best baseline): " + "; ".join(
+                          f"{k} {sup[k]:.2f} ({sup[f'{k}_diff']['value']:+.2f}, "
+                          f"[{sup[f'{k}_diff']['ci95'][0]:+.2f}, "
+                          f"{sup[f'{k}_diff']['ci95'][1]:+.2f}])"
+                          for k in ("mean", "worst", "std")) + f"; all three {sup['all']:.2f}."]
         lines.append("")
         tun = res["tuning"].get(b, {})
         if tun:
