@@ -288,14 +288,19 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
                  "--no-class-il", "--dropout", "0.25", "--hidden", "32,16",
                  "--grid", "nai:lam=0.5", "--nai-option", "conductance_target=centred",
-                 "--nai-option", "conductance_steps=8"])
+                 "--nai-option", "conductance_steps=8", "--nai-option", "nai:norm=max",
+                 "--nai-option", "nai-tc:norm=rank"])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
     # --nai-option reaches the settings and every NAI run's hyperparameters (and its key)
     assert data["settings"]["nai_options"] == {"conductance_target": "centred",
                                                "conductance_steps": 8}
+    # and a METHOD: prefix to that method only (nai-tc is not in this study)
+    assert data["settings"]["method_nai_options"] == {"nai": {"norm": "max"},
+                                                      "nai-tc": {"norm": "rank"}}
     assert all(r["hyperparameters"]["conductance_target"] == "centred"
                and r["hyperparameters"]["conductance_steps"] == 8
+               and r["hyperparameters"]["norm"] == "max"
                for r in data["runs"] if r["method"] == "nai")
     # the fixed grid is the only point tuned, and it is what the orders run with
     assert [t["hyperparameters"]["lam"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.5]
@@ -329,6 +334,13 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "-1" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--nai-option", "norm"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--nai-option", ":norm=max"]) == 2
+    assert "METHOD:KEY=VALUE" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--nai-option", "si:norm=max"]) == 2
+    assert "only nai and nai-tc take NAI options, got method 'si'" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--nai-option", "nai-tc:norm=huge"]) == 2
+    assert "norm='huge' is not one of" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
                  "--data-dir", str(data_root), "--nai-option", "conductance_target=margin"]) == 2
     assert "conductance_target='margin' is not one of" in capsys.readouterr().err
@@ -415,6 +427,26 @@ def test_sigkill_mid_study_then_resume_equals_an_uninterrupted_run(
     ra = json.loads((ref / "results.json").read_text())["summary"]
     rb = json.loads((killed / "results.json").read_text())["summary"]
     assert ra == rb
+
+
+def test_options_for_one_nai_variant_override_the_shared_ones() -> None:
+    from neuron_importance.experiments.continual import RunSpec
+
+    settings = tiny_settings(nai_options={"norm": "rank", "stat": "abs"},
+                             method_nai_options={"nai": {"norm": "max"}})
+    settings.check()
+    assert settings.nai_options_for("nai") == {"norm": "max", "stat": "abs"}
+    assert settings.nai_options_for("nai-tc") == {"norm": "rank", "stat": "abs"}
+    # the key follows the options a run resolves to, not the flag that set them
+    shared = tiny_settings(nai_options={"norm": "max", "stat": "abs"})
+    spec = RunSpec("tune", "split-mnist", "nai", (0, 1, 2, 3, 4),
+                   (("lam", 1.0), ("norm", "max"), ("stat", "abs")), 3, "task")
+    assert spec.key(settings) == spec.key(shared)
+    with pytest.raises(ValueError, match="only nai and nai-tc take them"):
+        tiny_settings(method_nai_options={"ewc": {"norm": "max"}}).check()
+    with pytest.raises(ValueError, match="norm='huge'"):
+        tiny_settings(methods=["nai-tc"], grids={"nai-tc": {"lam": [1.0]}},
+                      method_nai_options={"nai-tc": {"norm": "huge"}}).check()
 
 
 def test_grid_edge_extension_rule() -> None:

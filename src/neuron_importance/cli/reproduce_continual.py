@@ -65,9 +65,11 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="replace one method's tuning grid, e.g. nai:lam=0.003,0.01,0.03 "
                    "(repeatable; a single value fixes the strength: order 0 is still run "
                    "with it, and nothing else is tuned)")
-    p.add_argument("--nai-option", type=_option, action="append", metavar="KEY=VALUE",
+    p.add_argument("--nai-option", type=_option, action="append",
+                   metavar="[METHOD:]KEY=VALUE",
                    help="set one NAIOptions switch for nai and nai-tc, e.g. "
-                   "conductance_target=logit (nai-tc's default is centred; VALUE read as "
+                   "conductance_target=logit (nai-tc's default is centred), or for one of "
+                   "them, e.g. nai:norm=max (over the switches for both); VALUE read as "
                    "JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
@@ -79,12 +81,18 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not (sep and key.strip() and value.strip()):
+def _option(text: str) -> tuple[str | None, str, Any]:
+    """``[METHOD:]KEY=VALUE`` as (method or None for both NAI variants, key, value)."""
+    head, sep, value = text.partition("=")
+    method, colon, key = head.rpartition(":")
+    if not (sep and key.strip() and value.strip()) or (colon and not method.strip()):
         raise argparse.ArgumentTypeError(
-            f"must be KEY=VALUE such as conductance_target=centred, got {text!r}")
-    return key.strip(), _option_value(value.strip())
+            f"must be KEY=VALUE or METHOD:KEY=VALUE such as conductance_target=centred or "
+            f"nai:norm=max, got {text!r}")
+    if colon and method.strip() not in ("nai", "nai-tc"):
+        raise argparse.ArgumentTypeError(
+            f"only nai and nai-tc take NAI options, got method {method.strip()!r} in {text!r}")
+    return (method.strip() or None), key.strip(), _option_value(value.strip())
 
 
 def _positive(text: str) -> int:
@@ -153,7 +161,12 @@ def _run(args: argparse.Namespace) -> int:
 
         overrides["epochs"] = {b: args.epochs for b in (args.benchmarks or BENCHMARKS)}
     if args.nai_option:
-        overrides["nai_options"] = dict(args.nai_option)
+        overrides["nai_options"] = {k: v for m, k, v in args.nai_option if m is None}
+        by_method: dict[str, dict[str, Any]] = {}
+        for m, k, v in args.nai_option:
+            if m is not None:
+                by_method.setdefault(m, {})[k] = v
+        overrides["method_nai_options"] = by_method
     if args.device is not None:
         overrides["device"] = args.device
     grids = dict(args.grid) if args.grid else None

@@ -82,7 +82,8 @@ _CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_step
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
 
 #: the NAI variants of the study: ``nai`` (activation statistics) and ``nai-tc`` (Total
-#: Conductance); both get the goal checks, and ``nai_options`` applies to both
+#: Conductance); both get the goal checks, ``nai_options`` applies to both and
+#: ``method_nai_options`` to one of them
 NAI_METHODS = ("nai", "nai-tc")
 
 
@@ -96,6 +97,9 @@ class StudySettings:
     epochs: dict[str, int]
     grids: dict[str, dict[str, list[Any]]]
     nai_options: dict[str, Any] = field(default_factory=dict)
+    #: NAIOptions switches for one NAI variant only (``{"nai": {"norm": "max"}}``), over
+    #: ``nai_options``: a study can run each variant with the options tuned for it
+    method_nai_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     ablation: list[dict[str, Any]] = field(default_factory=list)
     ablation_benchmarks: list[str] = field(default_factory=list)
     ablation_orders: int = 3
@@ -144,8 +148,17 @@ class StudySettings:
             class_il_methods=["finetune", "nai"], seed=seed,
         )
 
+    def nai_options_for(self, method: str) -> dict[str, Any]:
+        """The NAIOptions switches the study sets for ``method`` (``nai`` or ``nai-tc``)."""
+        return {**self.nai_options, **self.method_nai_options.get(method, {})}
+
     def check(self) -> None:
         from neuron_importance.continual import BENCHMARKS, METHODS, NAIOptions, make_strategy
+
+        for m in self.method_nai_options:
+            if m not in NAI_METHODS:
+                raise ValueError(f"NAI options were given for method {m!r}; only "
+                                 f"{' and '.join(NAI_METHODS)} take them")
 
         for b in self.benchmarks + self.ablation_benchmarks:
             if b not in BENCHMARKS:
@@ -164,10 +177,10 @@ class StudySettings:
         # every grid point and ablation variant is checked before any training
         for m, grid in self.grids.items():
             for point in _grid_points(grid):
-                hp = {**self.nai_options, **point} if m in NAI_METHODS else point
+                hp = {**self.nai_options_for(m), **point} if m in NAI_METHODS else point
                 make_strategy(m, hp)
         for variant in self.ablation:
-            NAIOptions(**{**self.nai_options, **variant})
+            NAIOptions(**{**self.nai_options_for("nai"), **variant})
         if self.jobs < 1:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
@@ -421,9 +434,9 @@ def run_study(
         log(f"resuming: {len(done)} finished runs found in {runs_path}")
     from neuron_importance.continual import BENCHMARKS, NAIOptions
 
-    inert = sorted(set(settings.nai_options) & _CONDUCTANCE_ONLY)
+    inert = sorted(set(settings.nai_options_for("nai")) & _CONDUCTANCE_ONLY)
     if inert and "nai" in settings.methods + settings.class_il_methods \
-            and NAIOptions(**settings.nai_options).source != "conductance":
+            and NAIOptions(**settings.nai_options_for("nai")).source != "conductance":
         log(f"note: {', '.join(inert)} only act with source='conductance'; method nai "
             "(activation statistics) ignores them, yet its runs are keyed apart and retrained")
     data = None if data_dir is None else str(data_dir)
@@ -504,8 +517,8 @@ def run_study(
             # NAI-TC's overridable defaults written out, so a run names its conductance target
             from neuron_importance.continual import NAI_TC_DEFAULTS
 
-            return {**NAI_TC_DEFAULTS, **settings.nai_options, **point}
-        return {**settings.nai_options, **point} if m in NAI_METHODS else dict(point)
+            return {**NAI_TC_DEFAULTS, **settings.nai_options_for(m), **point}
+        return {**settings.nai_options_for(m), **point} if m in NAI_METHODS else dict(point)
 
     # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
     #    edge is extended by one step beyond that edge (up to max_extensions times), the same
