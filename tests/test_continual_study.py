@@ -463,6 +463,26 @@ def test_grid_edge_extension_rule() -> None:
     assert _edge_extension({"lam": [0.0, 1.0]}, recs(0.0)) is None
 
 
+def test_edge_extensions_stop_at_max_extensions_and_say_so(tmp_path: Path, data_root: Path,
+                                                           monkeypatch) -> None:
+    import neuron_importance.experiments.continual as study
+
+    def always_lower(grid, recs):  # as if the lowest point always won
+        return {"lam": [min(grid["lam"]) / 10, *grid["lam"]]}
+
+    monkeypatch.setattr(study, "_edge_extension", always_lower)
+    logs: list[str] = []
+    res = run_study(tmp_path, tiny_settings(benchmarks=["split-mnist"], methods=["ewc"],
+                                            n_orders=1, grids={"ewc": {"lam": [10.0]}},
+                                            ablation=[], class_il_methods=[],
+                                            max_extensions=1),
+                    data_dir=data_root, progress=False, log=logs.append)
+    tuned = [p["hyperparameters"]["lam"] for p in res["tuning"]["split-mnist"]["ewc"]]
+    assert sorted(tuned) == [1.0, 10.0]  # one extension run, no second one announced
+    assert sum("grid extended to" in m for m in logs) == 1
+    assert sum("still on the edge after 1 extension(s); kept" in m for m in logs) == 1
+
+
 def test_nai_run_keys_follow_the_resolved_option_defaults(monkeypatch) -> None:
     """A change of NAI's defaults must not let a resumed study reuse runs made with the old ones."""
     from dataclasses import dataclass

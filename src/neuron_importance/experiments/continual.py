@@ -538,7 +538,11 @@ def run_study(
             for m, grid in grids[b].items():
                 recs = tuning[b].get(m, [])
                 new_points = _edge_extension(grid, recs)
-                if new_points:
+                if new_points and _round == settings.max_extensions:
+                    # the last round's grid has been run; an extension now would not be
+                    log(f"{b} {m}: best grid point still on the edge after "
+                        f"{settings.max_extensions} extension(s); kept (max_extensions)")
+                elif new_points:
                     extended = True
                     grid.update(new_points)
                     log(f"{b} {m}: best grid point on the edge; grid extended to {new_points}")
