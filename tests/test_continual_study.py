@@ -562,7 +562,8 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-permuted-10ep-2seeds-centred": 80,
                       "continual-fmnist-20ep-3seeds": 180,
                       "continual-permuted-10ep-3seeds": 50,
-                      "continual-permuted-10ep-3seeds-normmax": 75}
+                      "continual-permuted-10ep-3seeds-normmax": 75,
+                      "continual-fmnist-20ep-5seeds": 270}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:
