@@ -1,0 +1,75 @@
+"""NAI-TC option screens on Split Fashion-MNIST's worst order (4-2-1-3-0), 5 seeds.
+
+On that order NAI-TC (λ = 0.3, 1 or 3 alike) loses about 1.5 points of task 1 (pullover vs
+dress) once shirt vs sneaker and T-shirt vs trouser follow it. This diagnostic runs NAI-TC at
+λ = 0.3 with one switch changed at a time (``VARIANTS``) on that order only, seeds 0-4, to see
+whether any switch keeps task 1. It is a look at the test order, not tuning: nothing here is
+chosen by it. Records (study records, phase "main") are appended to worst_order_variants.jsonl
+beside this file. Run from the repository root:
+``python docs/results/continual-fmnist-20ep-5seeds/worst_order_variants.py [DATA_DIR] [JOBS]``.
+"""
+
+import json
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CKPT = Path(tempfile.gettempdir()) / "worst_order_variants_checkpoints"
+DATA = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+JOBS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+#: NAIOptions switches screened at the chosen λ = 0.3 on the worst order only
+VARIANTS = ({"norm": "max"}, {"acc": "sum"}, {"input_importance": "none"})
+
+
+def settings():
+    from neuron_importance.experiments.continual import StudySettings
+
+    saved = json.loads((HERE / "results.json").read_text())["settings"]
+    names = {f.name for f in fields(StudySettings)}
+    return StudySettings(**{k: tuple(v) if k == "hidden" else v
+                            for k, v in saved.items() if k in names})
+
+
+def run(job):
+    from neuron_importance.experiments.continual import _execute
+
+    spec, key = job
+    return _execute(spec, settings(), DATA, str(CKPT), key)
+
+
+def main() -> None:
+    from neuron_importance.continual import NAI_TC_DEFAULTS
+    from neuron_importance.experiments.continual import RunSpec
+
+    st = settings()
+    res = json.loads((HERE / "results.json").read_text())
+    orders = res["orders"]["split-fashion-mnist"]
+    out = HERE / "worst_order_variants.jsonl"
+    done = set()
+    for path in (HERE / "runs.jsonl", out):
+        if path.exists():
+            done |= {json.loads(line)["key"] for line in path.read_text().splitlines()}
+    jobs = []
+    for variant in VARIANTS:
+        hp = tuple(sorted({**NAI_TC_DEFAULTS, **st.nai_options_for("nai-tc"), **variant,
+                           "lam": 0.3}.items()))
+        for order in orders[3:4]:
+            for seed in range(st.seeds):
+                spec = RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(order), hp,
+                               st.epochs["split-fashion-mnist"], "task", "", seed)
+                key = spec.key(st)
+                if key not in done:
+                    jobs.append((spec, key))
+    print(f"{len(jobs)} runs to do")
+    CKPT.mkdir(exist_ok=True)
+    with ProcessPoolExecutor(JOBS) as ex, open(out, "a") as fh:
+        for rec in ex.map(run, jobs):
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+
+
+if __name__ == "__main__":
+    main()
