@@ -7,7 +7,8 @@ task 1's test accuracy is measured (task 1's own head is not trained after its t
 is how much of the forgetting that tensor's drift causes. Beside it: the drift's quadratic
 cost under task 1's empirical Fisher (½ Σ F Δθ², F from 2,000 task-1 training images at the
 model after task 1) and under NAI-TC's own importances after task 1 (Σ Ω Δθ², which the
-penalty charges). Runs: NAI-TC λ = 0.3 seeds 0 and 4, SI c = 1000 seed 4 as the contrast.
+penalty charges), and the share of the squared drift on the entries whose Ω is below its
+median or 10th percentile. Runs: NAI-TC λ = 0.3 seeds 0 and 4, SI c = 1000 seed 4 as the contrast.
 Writes task1_forgetting.json beside this file. Run from the repository root:
 ``python docs/results/continual-fmnist-20ep-5seeds/task1_forgetting.py [DATA_DIR]``.
 """
@@ -25,6 +26,20 @@ HERE = Path(__file__).resolve().parent
 DATA = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
 ORDER = [4, 2, 1, 3, 0]
 RUNS = [("nai-tc", {"lam": 0.3}, 0), ("nai-tc", {"lam": 0.3}, 4), ("si", {"c": 1000.0}, 4)]
+
+
+def _q(t, q):
+    flat = t.flatten().double()
+    return torch.quantile(flat[torch.randperm(flat.numel())[:100000]], q)
+
+
+def _share(omega, name, delta, q):
+    if name not in omega:
+        return None
+    om = omega[name].flatten().double()
+    d2 = delta.flatten().double().square()
+    low = om <= _q(omega[name], q)
+    return float(d2[low].sum() / d2.sum())
 
 
 def analyse(job):
@@ -89,7 +104,15 @@ def analyse(job):
         rows.append({"param": n, "restored_task1_acc": restored,
                      "fisher_cost": float(0.5 * (fisher[n] * delta.square()).sum()),
                      "nai_cost": float((omega[n] * delta.square()).sum()) if n in omega else None,
-                     "rel_drift": float(delta.norm() / mid_p[n].norm())})
+                     "rel_drift": float(delta.norm() / mid_p[n].norm()),
+                     # share of the squared drift on the entries whose Ω is below its median
+                     # (its 10th percentile): drift the penalty barely charges at any λ
+                     "drift_share_below_median_omega": _share(omega, n, delta, 0.5),
+                     "drift_share_below_p10_omega": _share(omega, n, delta, 0.1),
+                     "omega_zero_fraction": (float((omega[n] == 0).double().mean())
+                                             if n in omega else None),
+                     "omega_p10_over_median": (float(_q(omega[n], 0.1) / _q(omega[n], 0.5))
+                                               if n in omega else None)})
     shutil.rmtree(tmp)
     return {"method": method, "hyperparameters": hp, "seed": seed, "order": ORDER,
             "acc": res.acc, "task1_after_task1": acc_mid, "task1_at_end": acc_end,
