@@ -691,3 +691,29 @@ def test_strategy_state_on_the_gpu_equals_the_cpu(method: str, hp: dict,
     for k, v in states["cpu"].items():
         torch.testing.assert_close(states["cuda"][k].cpu(), v, rtol=1e-6, atol=1e-9, msg=k)
     assert penalties["cuda"] == pytest.approx(penalties["cpu"], rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("source", ["activation", "conductance"])
+def test_nai_floor_adds_a_uniform_share_of_each_tensors_mean(source: str) -> None:
+    """Ω ← Ω + floor · mean(Ω) per tensor, so near-zero importances still hold their weights."""
+    torch.manual_seed(0)
+    model = ContinualMLP(6, (5, 4), (2, 3))
+    x = torch.randn(30, 6)
+    y = torch.randint(0, 2, (30,))
+
+    def omega(floor: float) -> dict:
+        opts = {"source": source, "floor": floor}
+        if source == "conductance":
+            opts |= {"conductance_stat": "sq", "conductance_steps": 4}
+        nai = NAI(1.0, NAIOptions(**opts))
+        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+        return nai.omega
+
+    plain, floored = omega(0.0), omega(0.5)
+    assert plain.keys() == floored.keys()
+    for k, v in plain.items():
+        torch.testing.assert_close(floored[k], v + 0.5 * v.mean())
+        assert floored[k].min() >= 0.5 * v.mean() - 1e-6
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="NAI floor"):
+            NAIOptions(floor=bad)

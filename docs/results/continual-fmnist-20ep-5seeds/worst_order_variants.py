@@ -3,7 +3,8 @@
 On that order NAI-TC (λ = 0.3, 1 or 3 alike) loses about 1.5 points of task 1 (pullover vs
 dress) once shirt vs sneaker and T-shirt vs trouser follow it. This diagnostic runs NAI-TC at
 λ = 0.3 with one switch changed at a time (``VARIANTS``) on that order only, seeds 0-4, to see
-whether any switch keeps task 1. It is a look at the test order, not tuning: nothing here is
+whether any switch keeps task 1. The ``floor`` variants (a uniform share under Ω, added after
+the drift analysis in task1_forgetting.py) also run on order 0. It is a look at the test order, not tuning: nothing here is
 chosen by it. Records (study records, phase "main") are appended to worst_order_variants.jsonl
 beside this file. Run from the repository root:
 ``python docs/results/continual-fmnist-20ep-5seeds/worst_order_variants.py [DATA_DIR] [JOBS]``.
@@ -21,7 +22,11 @@ CKPT = Path(tempfile.gettempdir()) / "worst_order_variants_checkpoints"
 DATA = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
 JOBS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 #: NAIOptions switches screened at the chosen λ = 0.3 on the worst order only
-VARIANTS = ({"norm": "max"}, {"acc": "sum"}, {"input_importance": "none"})
+VARIANTS = ({"norm": "max"}, {"acc": "sum"}, {"input_importance": "none"},
+            {"floor": 0.3}, {"floor": 1.0})
+#: the orders (indices into the study's orders) each variant runs on: the floor variants also
+#: on order 0, to see what the floor costs where nothing is forgotten
+ORDER_INDICES = {"floor": (0, 3)}
 
 
 def settings():
@@ -56,7 +61,7 @@ def main() -> None:
     for variant in VARIANTS:
         hp = tuple(sorted({**NAI_TC_DEFAULTS, **st.nai_options_for("nai-tc"), **variant,
                            "lam": 0.3}.items()))
-        for order in orders[3:4]:
+        for order in [orders[i] for i in ORDER_INDICES.get(next(iter(variant)), (3,))]:
             for seed in range(st.seeds):
                 spec = RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(order), hp,
                                st.epochs["split-fashion-mnist"], "task", "", seed)

@@ -104,6 +104,10 @@ class NAIOptions:
             task's head, I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1}) with I = 1 for the
             head's outputs: a label- and gradient-free stand-in for the E[δ_i²] factor of the
             Fisher, so that an active unit the old heads barely read is left free.
+        floor: a uniform share added to each layer's weight (and bias) importances before
+            accumulation, Ω ← Ω + floor · mean(Ω) per tensor: a plain L2 term under the
+            importance-weighted one, so that weights whose importance is near zero (E[c²]
+            and E[h²] are heavy-tailed) are not left free to drift; 0 = off.
         head_importance: a *shared* output layer's unit importances: ``uniform`` (every
             output unit matters to every task: I = 1) or ``logit`` (the notes' mean logit
             clipped at 0, which leaves most of a 10-way head unprotected).
@@ -126,6 +130,7 @@ class NAIOptions:
     downstream: str = "none"
     conductance_stat: str = "abs"
     conductance_target: str = "logit"
+    floor: float = 0.0
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -143,6 +148,7 @@ class NAIOptions:
                     f"NAI option {field_name}={value!r} is not one of {', '.join(allowed)}"
                 )
         check_strength("NAI eta", self.eta)
+        check_strength("NAI floor", self.floor)
         if not self.tau > 0:
             raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
         if not 0.0 <= self.reinit < 1.0:
@@ -335,8 +341,12 @@ class NAI(Strategy):
             i_out = unit[name]
             w = params[f"{name}.weight"]
             om = _pair(i_out, prev, o.map).expand(w.shape)
+            ob = i_out
+            if o.floor > 0:
+                om = om + o.floor * om.mean()
+                ob = ob + o.floor * ob.mean()
             new[f"{name}.weight"] = om.to(w.dtype).contiguous()
-            new[f"{name}.bias"] = i_out.to(w.dtype).clone()
+            new[f"{name}.bias"] = ob.to(w.dtype).clone()
             prev = i_out
         return new
 

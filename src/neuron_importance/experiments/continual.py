@@ -72,7 +72,7 @@ ABLATION: list[dict[str, Any]] = [
 #: NAI switches added after runs were recorded, with the value that leaves NAI as it was: a
 #: run at that value keeps its key (so finished runs stay valid), any other value changes it
 _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "abs",
-                                     "conductance_target": "logit"}
+                                     "conductance_target": "logit", "floor": 0.0}
 
 _NO_VALUE = object()
 
