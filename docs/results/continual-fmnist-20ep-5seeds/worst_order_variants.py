@@ -23,7 +23,8 @@ DATA = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
 JOBS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 #: NAIOptions switches screened at the chosen λ = 0.3 on the worst order only
 VARIANTS = ({"norm": "max"}, {"acc": "sum"}, {"input_importance": "none"},
-            {"floor": 0.3}, {"floor": 1.0}, {"floor": 0.03}, {"floor": 0.1})
+            {"floor": 0.3}, {"floor": 1.0}, {"floor": 0.03}, {"floor": 0.1},
+            {"floor": 0.01})
 #: the orders (indices into the study's orders) each variant runs on: the floor variants also
 #: on order 0, to see what the floor costs where nothing is forgotten
 ORDER_INDICES = {"floor": (0, 3)}
