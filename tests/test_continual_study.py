@@ -449,6 +449,27 @@ def test_options_for_one_nai_variant_override_the_shared_ones() -> None:
                       method_nai_options={"nai-tc": {"norm": "huge"}}).check()
 
 
+def test_append_runs_trains_what_is_not_recorded_and_resumes(tmp_path: Path,
+                                                             data_root: Path) -> None:
+    from neuron_importance.experiments.continual import RunSpec, append_runs
+
+    settings = tiny_settings(benchmarks=["split-mnist"])
+    specs = [RunSpec("main", "split-mnist", "nai-tc", (4, 3, 2, 1, 0),
+                     tuple(sorted(settings.hyperparameters_for("nai-tc", {"lam": lam}).items())),
+                     1, "task", "", 0) for lam in (0.1, 1.0)]
+    side, ckpt = tmp_path / "side.jsonl", tmp_path / "ckpt"
+    assert append_runs(specs[:1], settings, side, str(data_root), ckpt) == 1
+    # a key recorded in a done file or in the side file itself is not trained again
+    assert append_runs(specs, settings, side, str(data_root), ckpt) == 1
+    assert append_runs(specs, settings, side, str(data_root), ckpt) == 0
+    recs = [json.loads(line) for line in side.read_text().splitlines()]
+    assert [r["key"] for r in recs] == [s.key(settings) for s in specs]
+    assert all(r["phase"] == "main" and r["hyperparameters"]["conductance_target"] == "centred"
+               for r in recs)
+    assert append_runs(specs, settings, tmp_path / "other.jsonl", str(data_root), ckpt,
+                       done_files=[side]) == 0
+
+
 def test_grid_edge_extension_rule() -> None:
     from neuron_importance.experiments.continual import _edge_extension
 
@@ -576,15 +597,11 @@ def test_committed_runs_keep_their_keys(folder: str, min_runs: int) -> None:
     """Every run recorded in docs/results reproduces its key under the current code, so copying
     a runs.jsonl into an output folder resumes the study from it (options added since, such
     as dropout, stay out of the key at their neutral value)."""
-    from dataclasses import fields
-
     from neuron_importance.experiments.continual import RunSpec
 
     base = _RESULTS / folder
-    saved = json.loads((base / "results.json").read_text())["settings"]
-    names = {f.name for f in fields(StudySettings)}
-    settings = StudySettings(**{k: tuple(v) if k == "hidden" else v
-                                for k, v in saved.items() if k in names})
+    settings = StudySettings.from_saved(
+        json.loads((base / "results.json").read_text())["settings"])
     n = 0
     # side files (runs added beside a study, e.g. another seed or a screened option) must
     # resume under the folder's settings too

@@ -13,8 +13,6 @@ nai_tc_strengths.jsonl beside this file. Run from the repository root:
 import json
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,51 +22,19 @@ JOBS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 STRENGTHS = (1.0, 3.0)
 
 
-def settings():
-    from neuron_importance.experiments.continual import StudySettings
-
-    saved = json.loads((HERE / "results.json").read_text())["settings"]
-    names = {f.name for f in fields(StudySettings)}
-    return StudySettings(**{k: tuple(v) if k == "hidden" else v
-                            for k, v in saved.items() if k in names})
-
-
-def run(job):
-    from neuron_importance.experiments.continual import _execute
-
-    spec, key = job
-    return _execute(spec, settings(), DATA, str(CKPT), key)
-
-
 def main() -> None:
-    from neuron_importance.continual import NAI_TC_DEFAULTS
-    from neuron_importance.experiments.continual import RunSpec
+    from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
-    st = settings()
     res = json.loads((HERE / "results.json").read_text())
+    st = StudySettings.from_saved(res["settings"])
     orders = res["orders"]["split-fashion-mnist"]
-    out = HERE / "nai_tc_strengths.jsonl"
-    done = set()
-    for path in (HERE / "runs.jsonl", out):
-        if path.exists():
-            done |= {json.loads(line)["key"] for line in path.read_text().splitlines()}
-    jobs = []
-    for lam in STRENGTHS:
-        hp = tuple(sorted({**NAI_TC_DEFAULTS, **st.nai_options_for("nai-tc"),
-                           "lam": lam}.items()))
-        for order in orders[1:]:
-            for seed in range(st.seeds):
-                spec = RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(order), hp,
-                               st.epochs["split-fashion-mnist"], "task", "", seed)
-                key = spec.key(st)
-                if key not in done:
-                    jobs.append((spec, key))
-    print(f"{len(jobs)} runs to do")
-    CKPT.mkdir(exist_ok=True)
-    with ProcessPoolExecutor(JOBS) as ex, open(out, "a") as fh:
-        for rec in ex.map(run, jobs):
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
+    specs = [RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(order),
+                     tuple(sorted(st.hyperparameters_for("nai-tc", {"lam": lam}).items())),
+                     st.epochs["split-fashion-mnist"], "task", "", seed)
+             for lam in STRENGTHS for order in orders[1:] for seed in range(st.seeds)]
+    n = append_runs(specs, st, HERE / "nai_tc_strengths.jsonl", DATA, CKPT, JOBS,
+                    done_files=[HERE / "runs.jsonl"])
+    print(f"{n} runs trained")
 
 
 if __name__ == "__main__":

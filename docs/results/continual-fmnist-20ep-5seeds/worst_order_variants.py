@@ -13,8 +13,6 @@ beside this file. Run from the repository root:
 import json
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,53 +31,23 @@ ORDER_INDICES = {"floor": (0, 3)}
 ALL_ORDERS = ({"floor": 0.03}, {"floor": 0.01})
 
 
-def settings():
-    from neuron_importance.experiments.continual import StudySettings
-
-    saved = json.loads((HERE / "results.json").read_text())["settings"]
-    names = {f.name for f in fields(StudySettings)}
-    return StudySettings(**{k: tuple(v) if k == "hidden" else v
-                            for k, v in saved.items() if k in names})
-
-
-def run(job):
-    from neuron_importance.experiments.continual import _execute
-
-    spec, key = job
-    return _execute(spec, settings(), DATA, str(CKPT), key)
-
-
 def main() -> None:
-    from neuron_importance.continual import NAI_TC_DEFAULTS
-    from neuron_importance.experiments.continual import RunSpec
+    from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
-    st = settings()
     res = json.loads((HERE / "results.json").read_text())
+    st = StudySettings.from_saved(res["settings"])
     orders = res["orders"]["split-fashion-mnist"]
-    out = HERE / "worst_order_variants.jsonl"
-    done = set()
-    for path in (HERE / "runs.jsonl", out):
-        if path.exists():
-            done |= {json.loads(line)["key"] for line in path.read_text().splitlines()}
-    jobs = []
+    specs = []
     for variant in VARIANTS:
-        hp = tuple(sorted({**NAI_TC_DEFAULTS, **st.nai_options_for("nai-tc"), **variant,
-                           "lam": 0.3}.items()))
+        hp = tuple(sorted(st.hyperparameters_for("nai-tc", {**variant, "lam": 0.3}).items()))
         picked = (range(len(orders)) if variant in ALL_ORDERS
                   else ORDER_INDICES.get(next(iter(variant)), (3,)))
-        for order in [orders[i] for i in picked]:
-            for seed in range(st.seeds):
-                spec = RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(order), hp,
-                               st.epochs["split-fashion-mnist"], "task", "", seed)
-                key = spec.key(st)
-                if key not in done:
-                    jobs.append((spec, key))
-    print(f"{len(jobs)} runs to do")
-    CKPT.mkdir(exist_ok=True)
-    with ProcessPoolExecutor(JOBS) as ex, open(out, "a") as fh:
-        for rec in ex.map(run, jobs):
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
+        specs += [RunSpec("main", "split-fashion-mnist", "nai-tc", tuple(orders[i]), hp,
+                          st.epochs["split-fashion-mnist"], "task", "", seed)
+                  for i in picked for seed in range(st.seeds)]
+    n = append_runs(specs, st, HERE / "worst_order_variants.jsonl", DATA, CKPT, JOBS,
+                    done_files=[HERE / "runs.jsonl"])
+    print(f"{n} runs trained")
 
 
 if __name__ == "__main__":

@@ -85,16 +85,17 @@ def goal_support(acc: AccTable, method: str, baselines: Sequence[str], n_boot: i
             for m in methods}
     draws = [rng.integers(0, len(s), size=(n_boot, len(s))) for s in common]
 
-    def stats(idx: Sequence[np.ndarray | slice]) -> dict[str, np.ndarray]:
+    def stats(idx: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """idx[k][b] = the seed indices of order k in replicate b -> (3, replicates) per method."""
         out = {}
         for m in methods:
             # per_order[b, k]: order k's mean ACC in replicate b
-            per_order = np.stack([np.atleast_2d(runs[m][k][idx[k]]).mean(axis=-1)
+            per_order = np.stack([runs[m][k][idx[k]].mean(axis=-1)
                                   for k in range(len(orders))], axis=-1)
             out[m] = np.stack([per_order.mean(-1), per_order.min(-1), per_order.std(-1)])
         return out
 
-    observed = stats([slice(None)] * len(orders))
+    observed = stats([np.arange(len(s))[None, :] for s in common])  # one replicate: the data
     boot = stats(draws)
 
     def diffs(s: dict[str, np.ndarray]) -> np.ndarray:
@@ -112,7 +113,7 @@ def goal_support(acc: AccTable, method: str, baselines: Sequence[str], n_boot: i
                            "seeds_per_order": [list(map(int, s)) for s in common]}
     for i, name in enumerate(("mean", "worst", "std")):
         out[name] = float(met[i].mean())
-        out[f"{name}_diff"] = {"value": float(np.ravel(d_obs[i])[0]),
+        out[f"{name}_diff"] = {"value": float(d_obs[i, 0]),
                                "ci95": [float(np.quantile(d_boot[i], 0.025)),
                                         float(np.quantile(d_boot[i], 0.975))]}
     out["all"] = float(met.all(axis=0).mean())

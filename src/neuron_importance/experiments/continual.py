@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,25 @@ class StudySettings:
         """The NAIOptions switches the study sets for ``method`` (``nai`` or ``nai-tc``)."""
         return {**self.nai_options, **self.method_nai_options.get(method, {})}
 
+    def hyperparameters_for(self, method: str, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyperparameters a run of ``method`` at grid point ``point`` is keyed and run with."""
+        if method == "nai-tc":
+            # NAI-TC's overridable defaults written out, so a run names its conductance target
+            from neuron_importance.continual import NAI_TC_DEFAULTS
+
+            return {**NAI_TC_DEFAULTS, **self.nai_options_for(method), **point}
+        if method in NAI_METHODS:
+            return {**self.nai_options_for(method), **point}
+        return dict(point)
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> StudySettings:
+        """The settings a study wrote to results.json (``settings``), read back; keys that are
+        not fields (``nai_defaults``, ...) and fields added since (their defaults) are fine."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k == "hidden" else v for k, v in saved.items()
+                      if k in names})
+
     def check(self) -> None:
         from neuron_importance.continual import BENCHMARKS, METHODS, NAIOptions, make_strategy
 
@@ -177,8 +196,7 @@ class StudySettings:
         # every grid point and ablation variant is checked before any training
         for m, grid in self.grids.items():
             for point in _grid_points(grid):
-                hp = {**self.nai_options_for(m), **point} if m in NAI_METHODS else point
-                make_strategy(m, hp)
+                make_strategy(m, self.hyperparameters_for(m, point))
         for variant in self.ablation:
             NAIOptions(**{**self.nai_options_for("nai"), **variant})
         if self.jobs < 1:
@@ -395,6 +413,27 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     return rec
 
 
+def append_runs(specs: Sequence[RunSpec], settings: StudySettings, out: str | Path,
+                data_dir: str | None, ckpt_dir: str | Path, jobs: int = 1,
+                done_files: Sequence[str | Path] = ()) -> int:
+    """Run the specs not yet recorded, appending each record to ``out`` as it finishes.
+
+    For runs added beside a study (another strength, seed or option on chosen orders): a spec
+    whose key is already in ``out`` or in one of ``done_files`` is skipped, so a rerun resumes.
+    The records are study records (``_execute``), keyed as ``run_study`` keys them. Returns the
+    number of runs trained.
+    """
+    out = Path(out)
+    done = {k for path in (*map(Path, done_files), out) for k in _read_runs(path)}
+    todo = [(s, k) for s in specs if (k := s.key(settings)) not in done]
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(jobs) as ex:
+        futures = [ex.submit(_execute, s, settings, data_dir, str(ckpt_dir), k) for s, k in todo]
+        for fut in futures:
+            _append(out, fut.result())
+    return len(todo)
+
+
 @contextlib.contextmanager
 def _sigterm_as_exit():
     """SIGTERM raises SystemExit in the main thread, so cleanup code runs (default: none)."""
@@ -512,13 +551,7 @@ def run_study(
                        settings.epochs.get(b, max(settings.epochs.values())), scenario, variant,
                        seed)
 
-    def hp_of(m: str, point: Mapping[str, Any]) -> dict[str, Any]:
-        if m == "nai-tc":
-            # NAI-TC's overridable defaults written out, so a run names its conductance target
-            from neuron_importance.continual import NAI_TC_DEFAULTS
-
-            return {**NAI_TC_DEFAULTS, **settings.nai_options_for(m), **point}
-        return {**settings.nai_options_for(m), **point} if m in NAI_METHODS else dict(point)
+    hp_of = settings.hyperparameters_for
 
     # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
     #    edge is extended by one step beyond that edge (up to max_extensions times), the same
@@ -633,7 +666,11 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                 "n_orders": len(by_order),
                 "hyperparameters": chosen[b][m],
             }
+    from neuron_importance.continual.seed_bootstrap import acc_table, goal_support
+
     goals = {}
+    # how often each goal comparison holds when the training seeds are re-drawn
+    goal_support_by_benchmark: dict[str, dict[str, Any]] = {}
     regs = [m for m in ("ewc", "si", "mas") if m in settings.methods]
     for b in settings.benchmarks:
         s = summary[b]
@@ -657,19 +694,12 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                 g[f"{pre}_worst_at_or_above_best_baseline"] = s[nm]["worst"] >= best_worst
                 g[f"{pre}_smallest_std_among_regularisers"] = s[nm]["std"] <= min_reg_std
         goals[b] = g
-    # how often each goal comparison holds when the training seeds are re-drawn
-    from neuron_importance.continual.seed_bootstrap import acc_table, goal_support
-
-    goal_support_by_benchmark: dict[str, dict[str, Any]] = {}
-    for b in settings.benchmarks:
-        variants = [nm for nm in NAI_METHODS if nm in summary[b]]
-        if not (variants and regs):
-            continue
-        table = acc_table([r for r in main_recs if r["benchmark"] == b])
-        for nm in variants:
-            support = goal_support(table, nm, regs)
-            if support is not None:
-                goal_support_by_benchmark.setdefault(b, {})[nm] = support
+        if variants and regs:
+            table = acc_table([r for r in main_recs if r["benchmark"] == b])
+            for nm in variants:
+                support = goal_support(table, nm, regs)
+                if support is not None:
+                    goal_support_by_benchmark.setdefault(b, {})[nm] = support
     ablation: dict[str, dict[str, Any]] = {}
     for r in abl_recs:
         a = ablation.setdefault(r["benchmark"], {}).setdefault(
