@@ -287,7 +287,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
                  "--no-class-il", "--dropout", "0.25", "--hidden", "32,16",
-                 "--grid", "nai:lam=0.5", "--nai-option", "conductance_target=centred",
+                 "--grid", "nai:lam=0.5", "--grid", "nai:floor=0.01",
+                 "--nai-option", "conductance_target=centred",
                  "--nai-option", "conductance_steps=8", "--nai-option", "nai:norm=max",
                  "--nai-option", "nai-tc:norm=rank"])
     assert code == 0
@@ -305,6 +306,10 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     # the fixed grid is the only point tuned, and it is what the orders run with
     assert [t["hyperparameters"]["lam"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.5]
     assert data["chosen_hyperparameters"]["split-mnist"]["nai"]["lam"] == 0.5
+    # a second --grid of the same method adds a parameter instead of replacing the first
+    assert [t["hyperparameters"]["floor"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.01]
+    assert {r["hyperparameters"]["floor"] for r in data["runs"] if r["method"] == "nai"} == {0.01}
+    assert "- nai: lam=0.5, floor=0.01: " in (out / "report.md").read_text()
     assert {r["hyperparameters"]["lam"] for r in data["runs"] if r["method"] == "nai"} == {0.5}
     assert data["settings"]["epochs"]["split-mnist"] == 2
     assert data["settings"]["dropout"] == 0.25

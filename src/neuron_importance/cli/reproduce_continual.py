@@ -64,7 +64,9 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_grid, action="append", metavar="METHOD:PARAM=V1,V2",
                    help="replace one method's tuning grid, e.g. nai:lam=0.003,0.01,0.03 "
                    "(repeatable; a single value fixes the strength: order 0 is still run "
-                   "with it, and nothing else is tuned)")
+                   "with it, and nothing else is tuned; two parameters of one method, e.g. "
+                   "nai-tc:lam=0.1,0.3 and nai-tc:floor=0,0.01, are tuned jointly over "
+                   "their product)")
     p.add_argument("--nai-option", type=_option, action="append",
                    metavar="[METHOD:]KEY=VALUE",
                    help="set one NAIOptions switch for nai and nai-tc, e.g. "
@@ -169,7 +171,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides["method_nai_options"] = by_method
     if args.device is not None:
         overrides["device"] = args.device
-    grids = dict(args.grid) if args.grid else None
+    grids: dict[str, dict[str, list[float]]] | None = None
+    if args.grid:
+        # one --grid per parameter: nai-tc:lam=... and nai-tc:floor=... tune both jointly
+        grids = {}
+        for method, grid in args.grid:
+            grids.setdefault(method, {}).update(grid)
     res = reproduce(args.out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                     progress=not args.quiet, log=log, grid_overrides=grids, **overrides)
     for line in headline(res):

@@ -855,6 +855,18 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+def _grid_point_label(method: str, hp: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """A tuning point as the report names it: the strength alone for a one-parameter grid,
+    ``lam=0.3, floor=0.01`` for a joint one."""
+    params = list(settings.get("grids", {}).get(method, {})) or [
+        k for k in hp if k in ("lam", "c")]
+    # a run recorded at a switch's key-neutral value may not name it (it predates the switch)
+    vals = {k: hp.get(k, _NAI_KEY_NEUTRAL.get(k)) for k in params}
+    if len(vals) == 1:
+        return str(next(iter(vals.values())))
+    return ", ".join(f"{k}={v}" for k, v in vals.items())
+
+
 def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     s = res["settings"]
     seeded = s.get("seeds", 1) > 1
@@ -904,9 +916,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         if tun:
             lines += ["Tuning grid (order 0; validation ACC / test ACC):", ""]
             for m, pts in tun.items():
-                cells = "; ".join(
-                    f"{','.join(str(v) for k, v in p['hyperparameters'].items() if k in ('lam', 'c'))}"
-                    f": {_fmt(p['val_acc'])}/{_fmt(p['test_acc'])}" for p in pts)
+                cells = "; ".join(f"{_grid_point_label(m, p['hyperparameters'], s)}: "
+                                  f"{_fmt(p['val_acc'])}/{_fmt(p['test_acc'])}" for p in pts)
                 lines.append(f"- {m}: {cells}")
             lines.append("")
     if res["class_incremental"]:
