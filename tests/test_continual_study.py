@@ -310,6 +310,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert [t["hyperparameters"]["floor"] for t in data["tuning"]["split-mnist"]["nai"]] == [0.01]
     assert {r["hyperparameters"]["floor"] for r in data["runs"] if r["method"] == "nai"} == {0.01}
     assert "- nai: lam=0.5, floor=0.01: " in (out / "report.md").read_text()
+    assert "| floor=0.01, lam=0.5 |" in (out / "report.md").read_text()
     assert {r["hyperparameters"]["lam"] for r in data["runs"] if r["method"] == "nai"} == {0.5}
     assert data["settings"]["epochs"]["split-mnist"] == 2
     assert data["settings"]["dropout"] == 0.25
@@ -590,7 +591,9 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-permuted-10ep-3seeds": 50,
                       "continual-permuted-10ep-3seeds-normmax": 75,
                       "continual-fmnist-20ep-5seeds": 270,
-                      "continual-20ep-dropout05-3seeds": 95}
+                      "continual-20ep-dropout05-3seeds": 95,
+                      "continual-fmnist-20ep-5seeds-floor": 445,
+                      "continual-20ep-3seeds-floor": 235}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:

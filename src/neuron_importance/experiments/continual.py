@@ -892,8 +892,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
                   + "BWT | forgetting | order sensitivity | hyperparameters |",
                   "|---|---|---|---|---|---|---|---|" + ("---|" if seeded else "")]
         for m, v in ms.items():
+            shown = {"lam", "c", "gamma", *s.get("grids", {}).get(m, {})}
             hp = ", ".join(f"{k}={w}" for k, w in v["hyperparameters"].items()
-                           if k in ("lam", "c", "gamma")) or "-"
+                           if k in shown) or "-"
             seed_cell = ""
             if seeded:
                 seed_cell = "- | " if v["seed_std"] is None else f"{_fmt(v['seed_std'])} | "
