@@ -655,3 +655,21 @@ def test_a_run_on_the_gpu_matches_the_cpu(tmp_path: Path, data_root: Path, bench
     assert recs["cpu"]["key"] == recs["cuda"]["key"]
     assert recs["cpu"]["device"] == "cpu" and recs["cuda"]["device"].startswith("cuda")
     np.testing.assert_allclose(recs["cuda"]["acc_matrix"], recs["cpu"]["acc_matrix"], atol=3.0)
+
+
+def test_si_damping_at_its_default_keeps_the_key() -> None:
+    """Tuning SI's ξ beside c writes ξ out; at its default 0.1 the run is the one recorded
+    without it (same key, so it is reused), at any other value it is a new run."""
+    from neuron_importance.continual import make_strategy
+    from neuron_importance.experiments.continual import RunSpec
+
+    settings = StudySettings.quick_mode()
+
+    def key(*hp: tuple[str, float]) -> str:
+        return RunSpec("tune", "split-mnist", "si", (0, 1, 2, 3, 4), tuple(sorted(hp)), 3,
+                       "task").key(settings)
+
+    assert make_strategy("si", {"c": 1.0}).xi == 0.1  # the neutral value is SI's default
+    assert key(("c", 1.0), ("xi", 0.1)) == key(("c", 1.0))
+    assert key(("c", 1.0), ("xi", 0.01)) != key(("c", 1.0))
+    assert key(("c", 1.0), ("xi", 0.01)) != key(("c", 1.0), ("xi", 1.0))

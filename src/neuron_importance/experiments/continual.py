@@ -74,6 +74,10 @@ ABLATION: list[dict[str, Any]] = [
 _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "abs",
                                      "conductance_target": "logit", "floor": 0.0}
 
+#: the same for the baselines' secondary hyperparameters: written out at its default (SI's
+#: damping ξ = 0.1, to tune it with c) a run keeps the key of the run that left it implicit
+_BASELINE_KEY_NEUTRAL: dict[str, dict[str, Any]] = {"si": {"xi": 0.1}}
+
 _NO_VALUE = object()
 
 #: NAI switches that only act with ``source="conductance"``
@@ -330,6 +334,10 @@ class RunSpec:
             spec["hyperparameters"] = [
                 (k, v) for k, v in self.hyperparameters
                 if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v]
+        neutral = _BASELINE_KEY_NEUTRAL.get(self.method, {})
+        if neutral:
+            spec["hyperparameters"] = [(k, v) for k, v in self.hyperparameters
+                                       if neutral.get(k, _NO_VALUE) != v]
         if settings.dropout:
             # only when set, so runs recorded before the option existed keep their keys
             extra["dropout"] = float(settings.dropout)
@@ -861,7 +869,8 @@ def _grid_point_label(method: str, hp: Mapping[str, Any], settings: Mapping[str,
     params = list(settings.get("grids", {}).get(method, {})) or [
         k for k in hp if k in ("lam", "c")]
     # a run recorded at a switch's key-neutral value may not name it (it predates the switch)
-    vals = {k: hp.get(k, _NAI_KEY_NEUTRAL.get(k)) for k in params}
+    neutral = {**_NAI_KEY_NEUTRAL, **_BASELINE_KEY_NEUTRAL.get(method, {})}
+    vals = {k: hp.get(k, neutral.get(k)) for k in params}
     if len(vals) == 1:
         return str(next(iter(vals.values())))
     return ", ".join(f"{k}={v}" for k, v in vals.items())
