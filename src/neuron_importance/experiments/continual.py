@@ -80,6 +80,11 @@ _BASELINE_KEY_NEUTRAL: dict[str, dict[str, Any]] = {"si": {"xi": 0.1}}
 
 _NO_VALUE = object()
 
+
+def _key_neutral(method: str) -> Mapping[str, Any]:
+    """The hyperparameter values ``method``'s run keys leave out (see the two tables above)."""
+    return _NAI_KEY_NEUTRAL if method in NAI_METHODS else _BASELINE_KEY_NEUTRAL.get(method, {})
+
 #: NAI switches that only act with ``source="conductance"``
 _CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps"}
 
@@ -329,15 +334,11 @@ class RunSpec:
             opts = asdict(make_strategy(self.method, dict(self.hyperparameters)).options)
             extra["nai_options"] = {k: v for k, v in opts.items()
                                     if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v}
-            # an NAI switch written out at its key-neutral value is the run recorded before the
-            # switch existed (or before nai-tc's default moved off it): the same key
-            spec["hyperparameters"] = [
-                (k, v) for k, v in self.hyperparameters
-                if _NAI_KEY_NEUTRAL.get(k, _NO_VALUE) != v]
-        neutral = _BASELINE_KEY_NEUTRAL.get(self.method, {})
-        if neutral:
-            spec["hyperparameters"] = [(k, v) for k, v in self.hyperparameters
-                                       if neutral.get(k, _NO_VALUE) != v]
+        # a hyperparameter written out at its key-neutral value is the run recorded before it
+        # existed (or before nai-tc's default moved off it, or without SI's ξ): the same key
+        neutral = _key_neutral(self.method)
+        spec["hyperparameters"] = [(k, v) for k, v in self.hyperparameters
+                                   if neutral.get(k, _NO_VALUE) != v]
         if settings.dropout:
             # only when set, so runs recorded before the option existed keep their keys
             extra["dropout"] = float(settings.dropout)
@@ -869,7 +870,7 @@ def _grid_point_label(method: str, hp: Mapping[str, Any], settings: Mapping[str,
     params = list(settings.get("grids", {}).get(method, {})) or [
         k for k in hp if k in ("lam", "c")]
     # a run recorded at a switch's key-neutral value may not name it (it predates the switch)
-    neutral = {**_NAI_KEY_NEUTRAL, **_BASELINE_KEY_NEUTRAL.get(method, {})}
+    neutral = _key_neutral(method)
     vals = {k: hp.get(k, neutral.get(k)) for k in params}
     if len(vals) == 1:
         return str(next(iter(vals.values())))
