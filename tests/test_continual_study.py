@@ -576,6 +576,11 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
                                             nai_options={"conductance_target": "logit"}),
               data_dir=data_root, progress=False, log=logs.append)
     assert any("conductance_target only act with source='conductance'" in m for m in logs)
+    no_ablation = json.loads((tmp_path / "y" / "results.json").read_text())
+    assert no_ablation["ablation"] == {}  # no variants: not even the default is trained
+    phases = {json.loads(line)["phase"]
+              for line in (tmp_path / "y" / "runs.jsonl").read_text().splitlines()}
+    assert "ablation" not in phases and "main" in phases
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["settings"]["nai_tc_options"]["conductance_target"] == "centred"
 

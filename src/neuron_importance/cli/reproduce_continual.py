@@ -43,7 +43,7 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="subset of finetune, joint, l2, ewc, online-ewc, si, mas, nai, nai-tc")
     p.add_argument("--orders", type=int, metavar="K", help="task orders per benchmark")
     p.add_argument("--no-ablation", action="store_true",
-                   help="skip the NAI ablation variants (only the default is run)")
+                   help="skip the NAI ablation (no variant is run, not even the default)")
     p.add_argument("--epochs", type=_positive, metavar="N",
                    help="epochs per task on every benchmark (default: 6 on the Split "
                    "benchmarks, 3 on Permuted MNIST); runs at other epoch counts are kept "
