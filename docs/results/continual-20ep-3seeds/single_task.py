@@ -7,28 +7,23 @@ repository root: ``python docs/results/continual-20ep-3seeds/single_task.py [DAT
 writes single_task.jsonl beside this file (session 9: 2-core AMD EPYC, 1 thread per run).
 """
 
+import importlib.util
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
-
 DATA = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+# the training of one task lives in the ceiling script, which runs the same protocol's variants
+_spec = importlib.util.spec_from_file_location(
+    "ceiling", Path(__file__).resolve().parents[1] / "split-mnist-ceiling" / "ceiling.py")
+ceiling = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ceiling)
 
 
 def run(job: tuple[int, int, int]) -> dict:
-    from neuron_importance.continual import TrainConfig, make_stream, run_sequence
-
     task, seed, epochs = job
-    torch.set_num_threads(1)
-    stream = make_stream("split-mnist", order=[task] + [t for t in range(5) if t != task],
-                         data_dir=DATA)
-    stream.tasks = stream.tasks[:1]  # train and test the first task only
-    r = run_sequence(stream, "finetune", {}, TrainConfig(epochs=epochs, patience=2, seed=seed))
-    return {"benchmark": "split-mnist", "task": task, "seed": seed, "epochs": epochs,
-            "acc": r.acc_matrix[0][0], "val_acc": r.val_matrix[0][0],
-            "epochs_run": r.epochs_run[0]}
+    return ceiling.train_one_task(task, seed, epochs, DATA)
 
 
 if __name__ == "__main__":

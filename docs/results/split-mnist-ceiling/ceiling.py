@@ -25,19 +25,26 @@ EPOCHS = 20
 VARIANTS = [(0.2, (400, 400)), (0.5, (400, 400)), (0.0, (1000, 1000))]
 
 
-def run(job: tuple[int, int, float, tuple[int, ...]]) -> dict:
+def train_one_task(task: int, seed: int, epochs: int, data_dir: str, dropout: float = 0.0,
+                   hidden: tuple[int, ...] = (400, 400)) -> dict:
+    """One Split MNIST task alone on a fresh network; also used by session 9's single_task.py."""
     from neuron_importance.continual import TrainConfig, make_stream, run_sequence
 
-    task, seed, dropout, hidden = job
     torch.set_num_threads(1)
     stream = make_stream("split-mnist", order=[task] + [t for t in range(5) if t != task],
-                         data_dir=DATA)
+                         data_dir=data_dir)
     stream.tasks = stream.tasks[:1]  # train and test the first task only
-    cfg = TrainConfig(epochs=EPOCHS, patience=2, seed=seed, dropout=dropout, hidden=hidden)
+    cfg = TrainConfig(epochs=epochs, patience=2, seed=seed, dropout=dropout, hidden=hidden)
     r = run_sequence(stream, "finetune", {}, cfg)
-    return {"benchmark": "split-mnist", "task": task, "seed": seed, "epochs": EPOCHS,
-            "dropout": dropout, "hidden": list(hidden), "acc": r.acc_matrix[0][0],
-            "val_acc": r.val_matrix[0][0], "epochs_run": r.epochs_run[0]}
+    return {"benchmark": "split-mnist", "task": task, "seed": seed, "epochs": epochs,
+            "acc": r.acc_matrix[0][0], "val_acc": r.val_matrix[0][0],
+            "epochs_run": r.epochs_run[0]}
+
+
+def run(job: tuple[int, int, float, tuple[int, ...]]) -> dict:
+    task, seed, dropout, hidden = job
+    rec = train_one_task(task, seed, EPOCHS, DATA, dropout, hidden)
+    return {**rec, "dropout": dropout, "hidden": list(hidden)}
 
 
 if __name__ == "__main__":
