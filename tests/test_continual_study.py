@@ -678,3 +678,23 @@ def test_si_damping_at_its_default_keeps_the_key() -> None:
     assert key(("c", 1.0), ("xi", 0.1)) == key(("c", 1.0))
     assert key(("c", 1.0), ("xi", 0.01)) != key(("c", 1.0))
     assert key(("c", 1.0), ("xi", 0.01)) != key(("c", 1.0), ("xi", 1.0))
+
+
+def test_a_reused_run_recorded_before_a_switch_joins_its_grid_point(tmp_path: Path,
+                                                                    data_root: Path) -> None:
+    """Seed 0 recorded without ``floor`` and seed 1 run with ``floor = 0`` written out are one
+    grid point: tuning averages both seeds instead of listing two one-seed points."""
+    few = dict(benchmarks=["split-mnist"], methods=["nai"], n_orders=1, ablation=[],
+               class_il_methods=[])
+    run_study(tmp_path, tiny_settings(**few, grids={"nai": {"lam": [0.1]}}),
+              data_dir=data_root, progress=False, log=lambda m: None)
+    before = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert "floor" not in before[0]["hyperparameters"]
+    res = run_study(tmp_path, tiny_settings(**few, seeds=2,
+                                            grids={"nai": {"lam": [0.1], "floor": [0.0]}}),
+                    data_dir=data_root, progress=False, log=lambda m: None)
+    (point,) = res["tuning"]["split-mnist"]["nai"]
+    assert point["hyperparameters"] == {"floor": 0.0, "lam": 0.1}
+    assert point["seeds"] == [0, 1]
+    assert point["val_acc"] == pytest.approx(np.mean(point["val_accs"]))
+    assert before[0]["val_acc"] in point["val_accs"]

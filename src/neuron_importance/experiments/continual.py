@@ -284,16 +284,20 @@ def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, A
     return {key: sorted(pts + [float(f"{extra:.6g}")])}
 
 
-def _tuning_table(recs: Sequence[Mapping[str, Any]], benchmarks: Sequence[str]
-                  ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Per benchmark and method, one entry per grid point: ACCs averaged over the seeds."""
-    points: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for r in recs:
-        hp_key = json.dumps(r["hyperparameters"], sort_keys=True, default=str)
-        points.setdefault((r["benchmark"], r["method"], hp_key), []).append(r)
+def _tuning_table(specs: Sequence[RunSpec], recs: Sequence[Mapping[str, Any]],
+                  benchmarks: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per benchmark and method, one entry per grid point: ACCs averaged over the seeds.
+
+    A point is the hyperparameters its runs were asked for (``specs[i]`` gave ``recs[i]``),
+    not those a record carries: a reused run recorded before a switch existed (no ``floor``)
+    is the same grid point as the new seeds that write it out (``floor = 0``).
+    """
+    points: dict[tuple[str, str, tuple[tuple[str, Any], ...]], list[Mapping[str, Any]]] = {}
+    for s, r in zip(specs, recs, strict=True):
+        points.setdefault((s.benchmark, s.method, s.hyperparameters), []).append(r)
     table: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in benchmarks}
-    for (b, m, _), rs in points.items():
-        entry: dict[str, Any] = {"hyperparameters": rs[0]["hyperparameters"],
+    for (b, m, hp), rs in points.items():
+        entry: dict[str, Any] = {"hyperparameters": dict(hp),
                                  "val_acc": float(np.mean([r["val_acc"] for r in rs])),
                                  "test_acc": float(np.mean([r["acc"] for r in rs]))}
         if len(rs) > 1:
@@ -574,7 +578,7 @@ def run_study(
                       for b in settings.benchmarks for m in grids[b]
                       for p in _grid_points(grids[b][m]) for sd in train_seeds]
         tune_recs = execute_all("tune", tune_specs)
-        tuning = _tuning_table(tune_recs, settings.benchmarks)
+        tuning = _tuning_table(tune_specs, tune_recs, settings.benchmarks)
         extended = False
         for b in settings.benchmarks:
             for m, grid in grids[b].items():
