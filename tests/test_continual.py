@@ -212,7 +212,10 @@ def test_nai_weight_importance_follows_the_unit_statistics() -> None:
     model = ContinualMLP(4, (3, 2), (2,))
     _set_weights(model)
     x = torch.randn(50, 4)
-    nai = NAI(1.0, NAIOptions(norm="none", map="max", stat="mean", input_importance="none"))
+    # floor=0.0 here and in the closed forms below: they are of Ω before the floor, whose
+    # share is tested on its own (test_nai_floor_adds_a_uniform_share_of_each_tensors_mean)
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", map="max", stat="mean",
+                              input_importance="none"))
     data = TaskData(x, torch.zeros(50, dtype=torch.long), lambda v: model(v, task=0), 0, 0)
     nai.after_task(model, data)
     with torch.no_grad():
@@ -238,7 +241,7 @@ def test_nai_input_importance_enters_the_first_layer(stat: str, input_stat) -> N
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (2,))
     x = torch.randn(60, 4) + torch.tensor([0.0, 1.0, 2.0, 3.0])
-    nai = NAI(1.0, NAIOptions(norm="mean", map="prod", stat=stat,
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="mean", map="prod", stat=stat,
                               input_importance="activation"))
     nai.after_task(model, TaskData(x, torch.zeros(60, dtype=torch.long),
                                    lambda v: model(v, task=0), 0, 0))
@@ -264,7 +267,7 @@ def test_nai_maps(map_: str, expected) -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3, 2), (2,))
     x = torch.randn(40, 4)
-    nai = NAI(1.0, NAIOptions(norm="none", map=map_, stat="sq"))
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", map=map_, stat="sq"))
     nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
                                    lambda v: model(v, task=0), 0, 0))
     with torch.no_grad():
@@ -282,7 +285,7 @@ def test_nai_downstream_weighting_is_the_top_down_closed_form(shared: bool) -> N
     model = ContinualMLP(4, (3, 2), heads, shared_head=shared)
     x = torch.randn(40, 4)
     task = 0 if shared else 1
-    nai = NAI(1.0, NAIOptions(norm="mean", map="prod", stat="sq", downstream="weights",
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="mean", map="prod", stat="sq", downstream="weights",
                               input_importance="none"))
     nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
                                    lambda v: model(v, task=task), task, 0))
@@ -305,7 +308,7 @@ def test_nai_downstream_weighting_is_the_top_down_closed_form(shared: bool) -> N
     # a unit the head does not read is left free
     with torch.no_grad():
         model.heads[task].weight[:, 0] = 0
-    nai2 = NAI(1.0, NAIOptions(downstream="weights"))
+    nai2 = NAI(1.0, NAIOptions(floor=0.0, downstream="weights"))
     nai2.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long),
                                     lambda v: model(v, task=task), task, 0))
     assert nai2.last_importance["trunk.2"][0] == 0
@@ -317,13 +320,13 @@ def test_nai_shared_head_uses_clipped_mean_logits() -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (5,), shared_head=True)
     x = torch.randn(40, 4)
-    nai = NAI(1.0, NAIOptions(norm="none", head_importance="logit"))
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", head_importance="logit"))
     nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
     with torch.no_grad():
         logits = model(x)
     torch.testing.assert_close(nai.omega["heads.0.bias"], logits.mean(0).clamp_min(0))
     # the default: every unit of a shared head matters to every task
-    uniform = NAI(1.0, NAIOptions(norm="none"))
+    uniform = NAI(1.0, NAIOptions(floor=0.0, norm="none"))
     uniform.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
     torch.testing.assert_close(uniform.omega["heads.0.bias"], torch.ones(5))
 
@@ -709,6 +712,7 @@ def test_nai_floor_adds_a_uniform_share_of_each_tensors_mean(source: str) -> Non
         nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
         return nai.omega
 
+    assert NAIOptions().floor == 0.003  # the default since session 14
     plain, floored = omega(0.0), omega(0.5)
     assert plain.keys() == floored.keys()
     for k, v in plain.items():

@@ -563,6 +563,8 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
               data_dir=data_root, progress=False, log=lambda m: None)
     recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert recs and all(r["hyperparameters"]["conductance_target"] == "centred" for r in recs)
+    # the floor's default (0.003, not its key-neutral 0) is written out too
+    assert all(r["hyperparameters"]["floor"] == 0.003 for r in recs)
     # a conductance switch given to a study with nai is flagged: nai ignores it
     logs: list[str] = []
     with pytest.raises(ValueError, match="unknown method"):  # stops before any training
@@ -578,9 +580,16 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
     assert any("conductance_target only act with source='conductance'" in m for m in logs)
     no_ablation = json.loads((tmp_path / "y" / "results.json").read_text())
     assert no_ablation["ablation"] == {}  # no variants: not even the default is trained
-    phases = {json.loads(line)["phase"]
-              for line in (tmp_path / "y" / "runs.jsonl").read_text().splitlines()}
-    assert "ablation" not in phases and "main" in phases
+    y_recs = [json.loads(line)
+              for line in (tmp_path / "y" / "runs.jsonl").read_text().splitlines()]
+    assert "ablation" not in {r["phase"] for r in y_recs}
+    assert {r["phase"] for r in y_recs} >= {"main"}
+    assert all(r["hyperparameters"]["floor"] == 0.003 for r in y_recs)  # nai names it too
+    # a record without the floor predates it: rebuilt at floor 0, it keeps its key
+    old = {**y_recs[0], "hyperparameters": {"lam": 0.1, "conductance_target": "logit"}}
+    settings = StudySettings.from_saved(no_ablation["settings"])
+    assert dict(RunSpec.from_record(old, settings).hyperparameters)["floor"] == 0.0
+    assert RunSpec.from_record(old, settings).key(settings) != y_recs[0]["key"]
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["settings"]["nai_tc_options"]["conductance_target"] == "centred"
 
@@ -624,10 +633,7 @@ def test_committed_runs_keep_their_keys(folder: str, min_runs: int) -> None:
     for r in records:
         if "phase" not in r:  # not a study run (e.g. single_task.jsonl)
             continue
-        spec = RunSpec(r["phase"], r["benchmark"], r["method"], tuple(r["order"]),
-                       tuple(sorted(r["hyperparameters"].items())),
-                       settings.epochs[r["benchmark"]], r["scenario"], r["variant"],
-                       r.get("seed", 0))
+        spec = RunSpec.from_record(r, settings)
         assert spec.key(settings) == r["key"], (r["benchmark"], r["method"], r["order"])
         n += 1
         if n == 1:
@@ -686,12 +692,15 @@ def test_a_reused_run_recorded_before_a_switch_joins_its_grid_point(tmp_path: Pa
     grid point: tuning averages both seeds instead of listing two one-seed points."""
     few = dict(benchmarks=["split-mnist"], methods=["nai"], n_orders=1, ablation=[],
                class_il_methods=[])
-    run_study(tmp_path, tiny_settings(**few, grids={"nai": {"lam": [0.1]}}),
+    point_grid = {"nai": {"lam": [0.1], "floor": [0.0]}}
+    run_study(tmp_path, tiny_settings(**few, grids=point_grid),
               data_dir=data_root, progress=False, log=lambda m: None)
-    before = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
-    assert "floor" not in before[0]["hyperparameters"]
-    res = run_study(tmp_path, tiny_settings(**few, seeds=2,
-                                            grids={"nai": {"lam": [0.1], "floor": [0.0]}}),
+    runs = tmp_path / "runs.jsonl"
+    before = [json.loads(line) for line in runs.read_text().splitlines()]
+    for r in before:  # as written before the switch existed: same key, no floor named
+        del r["hyperparameters"]["floor"]
+    runs.write_text("".join(json.dumps(r) + "\n" for r in before))
+    res = run_study(tmp_path, tiny_settings(**few, seeds=2, grids=point_grid),
                     data_dir=data_root, progress=False, log=lambda m: None)
     (point,) = res["tuning"]["split-mnist"]["nai"]
     assert point["hyperparameters"] == {"floor": 0.0, "lam": 0.1}

@@ -67,6 +67,7 @@ ABLATION: list[dict[str, Any]] = [
     {"reinit": 0.1},
     {"downstream": "weights"},
     {"stat": "var"},
+    {"floor": 0.0},
 ]
 
 #: NAI switches added after runs were recorded, with the value that leaves NAI as it was: a
@@ -84,6 +85,21 @@ _NO_VALUE = object()
 def _key_neutral(method: str) -> Mapping[str, Any]:
     """The hyperparameter values ``method``'s run keys leave out (see the two tables above)."""
     return _NAI_KEY_NEUTRAL if method in NAI_METHODS else _BASELINE_KEY_NEUTRAL.get(method, {})
+
+def _moved_nai_defaults(method: str) -> dict[str, Any]:
+    """``method``'s NAI switches whose default is no longer their key-neutral value (nai-tc's
+    centred target since session 10, ``floor = 0.003`` since session 14).
+
+    A study writes them out in every run's hyperparameters, so a record names what it ran
+    with; a record that lacks one predates the switch or its move and ran at the neutral
+    value (:meth:`RunSpec.from_record`)."""
+    from neuron_importance.continual import NAI_TC_OPTIONS, make_strategy
+
+    options = asdict(make_strategy(method, {"lam": 1.0}).options)
+    fixed = NAI_TC_OPTIONS if method == "nai-tc" else {}  # part of the method, not a default
+    return {k: options[k] for k, v in _NAI_KEY_NEUTRAL.items()
+            if options[k] != v and k not in fixed}
+
 
 #: NAI switches that only act with ``source="conductance"``
 _CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps"}
@@ -163,13 +179,10 @@ class StudySettings:
 
     def hyperparameters_for(self, method: str, point: Mapping[str, Any]) -> dict[str, Any]:
         """The hyperparameters a run of ``method`` at grid point ``point`` is keyed and run with."""
-        if method == "nai-tc":
-            # NAI-TC's overridable defaults written out, so a run names its conductance target
-            from neuron_importance.continual import NAI_TC_DEFAULTS
-
-            return {**NAI_TC_DEFAULTS, **self.nai_options_for(method), **point}
         if method in NAI_METHODS:
-            return {**self.nai_options_for(method), **point}
+            # the defaults that moved off their neutral value are written out, so a run names
+            # its conductance target and floor
+            return {**_moved_nai_defaults(method), **self.nai_options_for(method), **point}
         return dict(point)
 
     @classmethod
@@ -326,6 +339,19 @@ class RunSpec:
     scenario: str
     variant: str = ""
     seed: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], settings: StudySettings) -> RunSpec:
+        """The spec of a recorded run (a line of runs.jsonl), under ``settings``; an NAI switch
+        the record does not name ran at its key-neutral value (the record predates it)."""
+        hp = dict(record["hyperparameters"])
+        if record["method"] in NAI_METHODS:
+            moved = _moved_nai_defaults(record["method"])
+            hp.update({k: _NAI_KEY_NEUTRAL[k] for k in moved if k not in hp})
+        return cls(record["phase"], record["benchmark"], record["method"],
+                   tuple(record["order"]), tuple(sorted(hp.items())),
+                   settings.epochs[record["benchmark"]], record["scenario"], record["variant"],
+                   record.get("seed", 0))
 
     def key(self, settings: StudySettings) -> str:
         extra: dict[str, Any] = {}
