@@ -193,6 +193,13 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
     assert logs[0].startswith(f"resuming: {n_lines} finished runs")
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == n_lines
     assert again["summary"] == res["summary"]
+    # the rerun keeps the first invocation's wall time beside its own
+    first = res["seconds"]["total_this_invocation"]
+    assert res["seconds"]["earlier_invocations"] == []
+    assert again["seconds"]["earlier_invocations"] == [first]
+    assert again["seconds"]["total_all_invocations"] == pytest.approx(
+        first + again["seconds"]["total_this_invocation"], abs=0.1)
+    assert "all 2 invocations into this folder" in (tmp_path / "report.md").read_text()
 
 
 def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,

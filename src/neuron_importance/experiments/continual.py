@@ -662,8 +662,24 @@ def run_study(
                                                    phase_seconds.items()},
                       "sum_of_run_seconds": round(sum(r["seconds"] for r in done.values()
                                                      if "reused_from" not in r), 1)}
+    res["seconds"].update(_earlier_invocations(out / "results.json",
+                                               res["seconds"]["total_this_invocation"]))
     res["files"] = _write_outputs(out, res)
     return res
+
+
+def _earlier_invocations(previous: Path, this: float) -> dict[str, Any]:
+    """The wall times of the invocations that wrote ``previous`` (the folder's results.json)
+    before this one, kept so that a rerun which only rewrites the report (no training left)
+    does not lose the study's wall time; with their sum and this invocation's."""
+    earlier: list[float] = []
+    try:
+        sec = json.loads(previous.read_text())["seconds"]
+        earlier = [*sec.get("earlier_invocations", []), sec["total_this_invocation"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no earlier results.json here, or one we cannot read: nothing to carry
+    return {"earlier_invocations": earlier,
+            "total_all_invocations": round(sum(earlier) + this, 1)}
 
 
 #: records written before runs named their device were all trained on the CPU
@@ -978,7 +994,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     m = res["machine"]
     lines += [f"Figures: {', '.join(files)}.", "",
               f"Run time: {res['seconds']['sum_of_run_seconds']} s of training summed over "
-              f"runs; this invocation {res['seconds']['total_this_invocation']} s on "
+              f"runs; this invocation {res['seconds']['total_this_invocation']} s (all "
+              f"{len(res['seconds'].get('earlier_invocations', [])) + 1} invocations into "
+              f"this folder: {res['seconds'].get('total_all_invocations', '?')} s) on "
               f"{m['cpu']} ({m['logical_cpus']} CPUs), torch {m['torch']}, jobs "
               f"{s['jobs']}.", ""]
     devices: dict[str, int] = {}
