@@ -613,7 +613,7 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-permuted-10ep-3seeds-normmax": 75,
                       "continual-fmnist-20ep-5seeds": 270,
                       "continual-20ep-dropout05-3seeds": 95,
-                      "continual-fmnist-20ep-5seeds-floor": 445,
+                      "continual-fmnist-20ep-5seeds-floor": 525,
                       "continual-20ep-3seeds-floor": 285,
                       "continual-permuted-10ep-3seeds-normmax-floor": 95}
 
