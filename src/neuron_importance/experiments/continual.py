@@ -86,6 +86,7 @@ def _key_neutral(method: str) -> Mapping[str, Any]:
     """The hyperparameter values ``method``'s run keys leave out (see the two tables above)."""
     return _NAI_KEY_NEUTRAL if method in NAI_METHODS else _BASELINE_KEY_NEUTRAL.get(method, {})
 
+
 def _moved_nai_defaults(method: str) -> dict[str, Any]:
     """``method``'s NAI switches whose default is no longer their key-neutral value (nai-tc's
     centred target since session 10, ``floor = 0.003`` since session 14).
