@@ -592,11 +592,13 @@ def test_nai_tc_default_target_and_the_keys_of_runs_recorded_before(tmp_path: Pa
     assert "ablation" not in {r["phase"] for r in y_recs}
     assert {r["phase"] for r in y_recs} >= {"main"}
     assert all(r["hyperparameters"]["floor"] == 0.003 for r in y_recs)  # nai names it too
-    # a record without the floor predates it: rebuilt at floor 0, it keeps its key
+    # a record without the floor predates it: rebuilt at floor 0, so it is not the run at
+    # the new default (the committed-keys test checks that such records keep their keys)
     old = {**y_recs[0], "hyperparameters": {"lam": 0.1, "conductance_target": "logit"}}
     settings = StudySettings.from_saved(no_ablation["settings"])
-    assert dict(RunSpec.from_record(old, settings).hyperparameters)["floor"] == 0.0
-    assert RunSpec.from_record(old, settings).key(settings) != y_recs[0]["key"]
+    old_spec = RunSpec.from_record(old, settings)
+    assert dict(old_spec.hyperparameters)["floor"] == 0.0
+    assert old_spec.key(settings) != y_recs[0]["key"]
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["settings"]["nai_tc_options"]["conductance_target"] == "centred"
 

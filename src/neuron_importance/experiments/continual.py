@@ -996,8 +996,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     lines += [f"Figures: {', '.join(files)}.", "",
               f"Run time: {res['seconds']['sum_of_run_seconds']} s of training summed over "
               f"runs; this invocation {res['seconds']['total_this_invocation']} s (all "
-              f"{len(res['seconds'].get('earlier_invocations', [])) + 1} invocations into "
-              f"this folder: {res['seconds'].get('total_all_invocations', '?')} s) on "
+              f"{len(res['seconds']['earlier_invocations']) + 1} invocations into "
+              f"this folder: {res['seconds']['total_all_invocations']} s) on "
               f"{m['cpu']} ({m['logical_cpus']} CPUs), torch {m['torch']}, jobs "
               f"{s['jobs']}.", ""]
     devices: dict[str, int] = {}
