@@ -316,6 +316,37 @@ def test_nai_downstream_weighting_is_the_top_down_closed_form(shared: bool) -> N
         NAIOptions(downstream="gradient")
 
 
+def test_nai_head_scale_multiplies_only_a_shared_heads_importances() -> None:
+    """head_scale = k: the shared head's Ω (weights, bias, node) is k times that at 1, the
+    trunk's is unchanged, task heads are untouched, and a bad factor fails early."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 4)
+    y = torch.randint(0, 5, (40,))
+
+    def state(model: ContinualMLP, scale: float) -> NAI:
+        nai = NAI(1.0, NAIOptions(head_scale=scale))
+        nai.after_task(model, TaskData(x, y, model, 0, 0))
+        return nai
+
+    shared = ContinualMLP(4, (6, 3), (5,), shared_head=True)
+    plain, scaled = state(shared, 1.0), state(shared, 8.0)
+    assert plain.omega.keys() == scaled.omega.keys()
+    assert any(k.startswith("heads.0") for k in plain.omega)
+    for k, v in plain.omega.items():
+        want = 8.0 * v if k.startswith("heads.0") else v
+        torch.testing.assert_close(scaled.omega[k], want, msg=k)
+    torch.testing.assert_close(scaled.node["heads.0"], 8.0 * plain.node["heads.0"])
+    # the plots' importances stay importances
+    torch.testing.assert_close(scaled.last_importance["heads.0"],
+                               plain.last_importance["heads.0"])
+    multi = ContinualMLP(4, (6, 3), (2, 3))
+    for k, v in state(multi, 1.0).omega.items():
+        torch.testing.assert_close(state(multi, 8.0).omega[k], v, msg=k)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="NAI head_scale"):
+            NAIOptions(head_scale=bad)
+
+
 def test_nai_shared_head_uses_clipped_mean_logits() -> None:
     torch.manual_seed(0)
     model = ContinualMLP(4, (3,), (5,), shared_head=True)

@@ -115,6 +115,13 @@ class NAIOptions:
         head_importance: a *shared* output layer's unit importances: ``uniform`` (every
             output unit matters to every task: I = 1) or ``logit`` (the notes' mean logit
             clipped at 0, which leaves most of a 10-way head unprotected).
+        head_scale: a factor on a *shared* head's importances (its weights' and biases' Ω,
+            and its node importance), so that one λ can hold the trunk loosely and the head
+            that every task reads hard, with every task's trunk Ω at the same scale
+            (``norm="mean"``); 1 = off. ``norm="max"`` makes that balance too, but through the
+            maximum of each task's heavy-tailed moments, which differs from task to task
+            (session 15, docs/continual.md). Task heads are not regularised, so it does
+            nothing without a shared head.
     """
 
     stat: str = "sq"
@@ -135,6 +142,7 @@ class NAIOptions:
     conductance_stat: str = "abs"
     conductance_target: str = "logit"
     floor: float = 0.003
+    head_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -153,6 +161,7 @@ class NAIOptions:
                 )
         check_strength("NAI eta", self.eta)
         check_strength("NAI floor", self.floor)
+        check_strength("NAI head_scale", self.head_scale)
         if not self.tau > 0:
             raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
         if not 0.0 <= self.reinit < 1.0:
@@ -379,6 +388,9 @@ class NAI(Strategy):
         if o.downstream == "weights":
             self._weight_by_downstream(model, unit, data.head)
         self.last_importance = {k: v.clone() for k, v in unit.items()}
+        if "heads.0" in unit and o.head_scale != 1.0:
+            # after the plots' copy: the scale is a strength, not an importance
+            unit["heads.0"] = unit["heads.0"] * o.head_scale
         new = self._weight_importance(model, unit)
         for k, v in new.items():
             self.omega[k] = self._accumulate(self.omega.get(k), v.to(self._device(model)))
