@@ -618,7 +618,8 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-fmnist-20ep-5seeds-floor": 525,
                       "continual-20ep-3seeds-floor": 285,
                       "continual-permuted-10ep-3seeds-normmax-floor": 95,
-                      "continual-permuted-10ep-5seeds-normmax-floor": 125}
+                      "continual-permuted-10ep-5seeds-normmax-floor": 125,
+                      "continual-permuted-10ep-headscale": 165}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:
