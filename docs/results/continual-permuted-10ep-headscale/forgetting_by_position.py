@@ -16,6 +16,12 @@ import sys
 from pathlib import Path
 
 
+def _drops(runs: list[dict], t: int) -> list[float]:
+    """R[p][p] − R[T][p] for positions p = 0 … T−2, averaged over ``runs``."""
+    return [st.mean(r["acc_matrix"][p][p] - r["acc_matrix"][t - 1][p] for r in runs)
+            for p in range(t - 1)]
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
     res = json.loads((folder / "results.json").read_text())
@@ -28,16 +34,13 @@ def main() -> None:
             continue
         t = len(mine[0]["order"])
         print(f"{method} {hp}: {len(mine)} runs")
-        drop = [st.mean(r["acc_matrix"][p][p] - r["acc_matrix"][t - 1][p] for r in mine)
-                for p in range(t - 1)]
+        drop = _drops(mine, t)
         learn = st.mean(r["acc_matrix"][p][p] for r in mine for p in range(t))
         print(f"  drop by position: {' '.join(f'{d:.2f}' for d in drop)}"
               f"  (mean R[p][p] {learn:.2f})")
         for order in sorted({tuple(r["order"]) for r in mine}):
             rs = [r for r in mine if tuple(r["order"]) == order]
-            drops = " ".join(
-                f"{st.mean(r['acc_matrix'][p][p] - r['acc_matrix'][t - 1][p] for r in rs):.2f}"
-                for p in range(t - 1))
+            drops = " ".join(f"{d:.2f}" for d in _drops(rs, t))
             acc = st.mean(r["acc"] for r in rs)
             print(f"  order {'-'.join(map(str, order))} ({len(rs)} seeds, ACC {acc:.2f}): {drops}")
 

@@ -1,15 +1,17 @@
 """How large each task's NAI importances are, task by task, on Permuted MNIST (session 15).
 
 Trains NAI on the first tasks of one Permuted MNIST order with the study's protocol (MLP
-400-400, dropout 0.2, 10 epochs, patience 2, seed 0, floor 0.003) and, after each task, records the raw
-unit statistic E[h²] of each hidden layer (mean, max, quantiles) and the mean of the weight
+400-400, dropout 0.2, 10 epochs, patience 2, seed 0, floor 0.003) and, after each task,
+records the raw unit statistic E[h²] of each hidden layer (mean, max, quantiles) and the mean of the weight
 importances Ω_new that task adds, per layer. With ``norm=max`` the trunk's Ω_new is the
 statistic over its maximum, so a task whose E[h²] has a heavier tail is held more loosely.
 
     python omega_scale.py NORM LAMBDA N_TASKS OUT.jsonl
 
 Session 15 ran ``max 0.09 5`` and ``mean 0.01 5`` (``omega_scale.jsonl`` beside this file,
-one line per task, the run's accuracy matrix last).
+one line per task, the run's accuracy matrix last). Those records came from a first draft of
+this script that computed the same quantities and also stored max/mean ratios; they were
+converted to this format without recomputing.
 """
 
 import json
