@@ -444,6 +444,38 @@ def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> 
     assert logit.last_importance["trunk.0"][2].item() > 0
 
 
+@pytest.mark.parametrize("head_sizes", [(2,), (3,)])
+def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
+    # the one-layer closed form of the centred conductance, each example weighted by
+    # p_y(1 − p_y) of the model's softmax, the weights scaled to mean 1
+    torch.manual_seed(2)
+    model = ContinualMLP(6, (5,), head_sizes).double()
+    with torch.no_grad():
+        model.trunk[0].bias.zero_()
+    k = head_sizes[0]
+    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, k, (40,))
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                              conductance_steps=4, conductance_target="centred",
+                              conductance_weight="fisher"))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        w = model.heads[0].weight
+        c = (w[y] - w.mean(0)) * torch.relu(model.trunk[0](x))
+        py = torch.softmax(model(x, task=0), 1)[torch.arange(40), y]
+    weight = py * (1 - py)
+    weight = weight / weight.mean()
+    torch.testing.assert_close(nai.last_importance["trunk.0"], (weight[:, None] * c.square()).mean(0))
+    # a repeated example has one weight, so the weighting changes nothing
+    same = TaskData(x[:1].repeat(8, 1), y[:1].repeat(8), lambda v: model(v, task=0), 0, 0)
+    uniform = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                                  conductance_steps=4, conductance_target="centred"))
+    uniform.after_task(model, same)
+    nai.after_task(model, same)
+    torch.testing.assert_close(nai.last_importance["trunk.0"], uniform.last_importance["trunk.0"])
+    with pytest.raises(ValueError, match="conductance_weight='loss' is not one of"):
+        NAIOptions(conductance_weight="loss")
+
+
 def test_nai_conductance_target_is_checked() -> None:
     with pytest.raises(ValueError, match="conductance_target='margin' is not one of"):
         NAIOptions(conductance_target="margin")
@@ -668,6 +700,68 @@ def test_dropout_run_learns_and_resumes_exactly(tmp_path) -> None:
         run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt, log=stop_after_one)
     resumed = run_sequence(stream, "nai", {"lam": 0.1}, cfg, checkpoint=ckpt)
     assert resumed.acc_matrix == full.acc_matrix
+
+
+# ----------------------------------------------------------------------------- head warm-up
+
+
+def test_head_warmup_trains_only_the_new_head() -> None:
+    """The warm-up moves the task's own head and nothing else: the trunk, the other heads and
+    the strategy (which never sees the steps) are left as they were, and the head's loss on the
+    task falls."""
+    from neuron_importance.continual.trainer import _warm_up_head
+
+    stream = blob_stream(n_tasks=2)
+    torch.manual_seed(0)
+    model = ContinualMLP(12, (16, 16), stream.head_sizes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    task = stream.tasks[1]
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(model(task.x_train, task=1), task.y_train))
+
+    start = loss()
+    _warm_up_head(model, task.x_train, task.y_train, 1,
+                  TrainConfig(batch_size=32, lr=1e-2, head_warmup=30), pos=1)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"heads.1.weight", "heads.1.bias"}
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("trunk."))
+    assert loss() < 0.5 * start
+
+
+def test_head_warmup_runs_learn_resume_exactly_and_are_keyed_apart(tmp_path) -> None:
+    """A run with a warmed-up head learns every task, differs from the run without, and resumes
+    exactly from a checkpoint; the option is part of a run's key only when it is set, so runs
+    recorded before it existed keep theirs."""
+    from neuron_importance.continual.trainer import _config_key
+
+    assert "head_warmup" not in _config_key(TrainConfig())
+    assert _config_key(TrainConfig(head_warmup=2))["head_warmup"] == 2
+    stream = blob_stream(n_tasks=3, seed=3)
+    cold = run_sequence(stream, "finetune", {}, CFG)
+    warm_cfg = TrainConfig(**{**CFG.__dict__, "head_warmup": 2})
+    warm = run_sequence(stream, "finetune", {}, warm_cfg)
+    assert all(warm.acc_matrix[i][i] > 80 for i in range(3))
+    assert warm.acc_matrix != cold.acc_matrix
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(_Stop):
+        run_sequence(stream, "finetune", {}, warm_cfg, checkpoint=ckpt,
+                     log=lambda m: (_ for _ in ()).throw(_Stop()))
+    assert run_sequence(stream, "finetune", {}, warm_cfg, checkpoint=ckpt).acc_matrix \
+        == warm.acc_matrix
+
+
+def test_head_warmup_refuses_a_shared_head_and_bad_values() -> None:
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="head_warmup must be an int >= 0"):
+            TrainConfig(head_warmup=bad)
+    with pytest.raises(ValueError, match="scenario='class' trains one shared head"):
+        TrainConfig(head_warmup=1, scenario="class")
+    with pytest.raises(ValueError, match="blobs has one shared head"):
+        run_sequence(blob_stream(shared_head=True), "finetune", {},
+                     TrainConfig(**{**CFG.__dict__, "head_warmup": 1}))
 
 
 def _tensors(obj, prefix: str = "") -> dict[str, torch.Tensor]:

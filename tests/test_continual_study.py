@@ -274,6 +274,14 @@ def test_bad_study_settings_fail_before_training(tmp_path: Path, data_root: Path
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
         run_study(tmp_path, tiny_settings(dropout=1.5), data_dir=data_root,
                   progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="permuted-mnist has one shared head"):
+        run_study(tmp_path, tiny_settings(head_warmup=1, benchmarks=["permuted-mnist"],
+                                          class_il_methods=[]),
+                  data_dir=data_root, progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="class-incremental runs train one shared head"):
+        run_study(tmp_path, tiny_settings(head_warmup=1, benchmarks=["split-mnist"],
+                                          class_il_methods=["finetune"]),
+                  data_dir=data_root, progress=False, log=lambda m: None)
     with pytest.raises(ValueError, match="device 'gpu0' is not a torch device"):
         run_study(tmp_path, tiny_settings(device="gpu0"), data_dir=data_root,
                   progress=False, log=lambda m: None)
@@ -293,7 +301,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     code = main(["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
-                 "--no-class-il", "--dropout", "0.25", "--hidden", "32,16",
+                 "--no-class-il", "--dropout", "0.25", "--hidden", "32,16", "--head-warmup", "1",
                  "--grid", "nai:lam=0.5", "--grid", "nai:floor=0.01",
                  "--nai-option", "conductance_target=centred",
                  "--nai-option", "conductance_steps=8", "--nai-option", "nai:norm=max",
@@ -323,6 +331,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert data["settings"]["dropout"] == 0.25
     assert data["settings"]["hidden"] == [32, 16]
     assert "dropout 0.25 after each hidden layer" in (out / "report.md").read_text()
+    assert data["settings"]["head_warmup"] == 1
+    assert "1 epoch(s) of training each new head alone" in (out / "report.md").read_text()
     assert data["class_incremental"] == {}
     assert set(data["summary"]) == {"split-mnist"}
     assert set(data["summary"]["split-mnist"]) == {"finetune", "nai"}

@@ -58,6 +58,11 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    help="dropout after each hidden layer for every method (default 0; the "
                    "UCL / HAT MLPs use 0.5); runs with other values are kept apart in "
                    "runs.jsonl")
+    p.add_argument("--head-warmup", type=_nonnegative, metavar="N",
+                   help="epochs that train each new task's head alone, the trunk frozen, "
+                   "before the task's full training, for every method (default 0; task "
+                   "heads only: not with permuted-mnist or class-IL runs); runs with it are "
+                   "kept apart in runs.jsonl")
     p.add_argument("--hidden", type=_widths, metavar="W1,W2",
                    help="hidden layer widths of the MLP (default 400,400, as UCL and Hsu et "
                    "al.); runs at other widths are kept apart in runs.jsonl")
@@ -101,6 +106,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
     return value
 
 
@@ -158,6 +170,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["hidden"] = args.hidden
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
+    if args.head_warmup is not None:
+        overrides["head_warmup"] = args.head_warmup
     if args.epochs is not None:
         from neuron_importance.continual import BENCHMARKS
 

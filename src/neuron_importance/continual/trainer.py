@@ -98,6 +98,11 @@ class TrainConfig:
     eval_batch_size: int = 4096
     #: dropout after each hidden activation (UCL / HAT MLPs: 0.5); 0 = none
     dropout: float = 0.0
+    #: epochs that train the new task's own head alone, the trunk frozen, before the task's
+    #: full training (linear probing, then fine-tuning: Kumar et al. 2022), so that the first
+    #: steps of a task do not push the shared trunk with the gradients of a random head;
+    #: needs one head per task; 0 = off
+    head_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.scenario not in ("task", "class"):
@@ -112,6 +117,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr_factor > 1:
             raise ValueError(f"TrainConfig.lr_factor must be > 1, got {self.lr_factor}")
+        w = self.head_warmup
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"TrainConfig.head_warmup must be an int >= 0, got {w!r}")
+        if w and self.scenario == "class":
+            raise ValueError("TrainConfig.head_warmup needs one head per task; "
+                             "scenario='class' trains one shared head")
 
 
 def make_strategy(method: str, hyperparameters: Mapping[str, Any] | None = None,
@@ -232,8 +243,9 @@ def _loss(model: ContinualMLP, x: Tensor, y: Tensor, head: Any, bs: int) -> floa
 def _config_key(config: TrainConfig) -> dict[str, Any]:
     # options added later are left out at their neutral value, so older checkpoints still match
     d = asdict(config)
-    if d["dropout"] == 0:
-        del d["dropout"]
+    for name in ("dropout", "head_warmup"):
+        if d[name] == 0:
+            del d[name]
     return d
 
 
@@ -291,6 +303,9 @@ def run_sequence(
     strategy = make_strategy(method, hp, seed=config.seed)
     if config.scenario == "class" and stream.shared_head:
         raise ValueError(f"{stream.benchmark} has one shared head already; use scenario='task'")
+    if config.head_warmup and stream.shared_head:
+        raise ValueError(f"head_warmup needs one head per task; {stream.benchmark} has one "
+                         "shared head")
     key = _run_key(stream, method, hp, config)
     model = build_model(stream, config)
     device = stream.tasks[0].x_train.device
@@ -379,6 +394,30 @@ def run_sequence(
     )
 
 
+def _warm_up_head(model: ContinualMLP, x: Tensor, y: Tensor, head: int, config: TrainConfig,
+                  pos: int) -> None:
+    """Train task head ``head`` alone for ``config.head_warmup`` epochs, the trunk frozen.
+
+    Linear probing before fine-tuning (Kumar et al., ICLR 2022): a fresh head's gradients
+    carry no information about the task yet, and with it in place the first full steps move
+    the shared trunk in directions the old tasks pay for. The trunk's features are computed
+    without gradients, so neither the trunk nor the strategy's state sees these steps."""
+    params = list(model.heads[head].parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + pos + 50_000)
+    model.train()
+    for _ in range(config.head_warmup):
+        perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+        for s in range(0, x.shape[0], config.batch_size):
+            idx = perm[s:s + config.batch_size]
+            with torch.no_grad():
+                h = model.trunk(x[idx].reshape(idx.shape[0], -1))
+            loss = F.cross_entropy(model.heads[head](h), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
 def _train_task(model, strategy, x_pool, y_pool, h_pool, head, x_val, y_val, h_val,
                 n_examples, config, pos, name, method, t_count, ckpt, progress) -> int:
     from tqdm.auto import tqdm
@@ -390,6 +429,9 @@ def _train_task(model, strategy, x_pool, y_pool, h_pool, head, x_val, y_val, h_v
         # dropout masks come from the global generator: seeded per task, a run resumed from
         # its checkpoint draws the same masks as an uninterrupted one
         torch.manual_seed(config.seed * 100_003 + pos + 1)
+    if config.head_warmup:
+        _warm_up_head(model, x_pool if h_pool is None else x_pool[h_pool == head],
+                      y_pool if h_pool is None else y_pool[h_pool == head], head, config, pos)
     best_loss, best_state, bad = math.inf, None, 0
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress,

@@ -74,7 +74,7 @@ ABLATION: list[dict[str, Any]] = [
 #: run at that value keeps its key (so finished runs stay valid), any other value changes it
 _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "abs",
                                      "conductance_target": "logit", "floor": 0.0,
-                                     "head_scale": 1.0}
+                                     "head_scale": 1.0, "conductance_weight": "uniform"}
 
 #: the same for the baselines' secondary hyperparameters: written out at its default (SI's
 #: damping ξ = 0.1, to tune it with c) a run keeps the key of the run that left it implicit
@@ -104,7 +104,8 @@ def _moved_nai_defaults(method: str) -> dict[str, Any]:
 
 
 #: NAI switches that only act with ``source="conductance"``
-_CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps"}
+_CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps",
+                     "conductance_weight"}
 
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
 
@@ -147,6 +148,9 @@ class StudySettings:
     seeds: int = 1
     #: dropout after each hidden activation, every method alike (UCL / HAT MLPs: 0.5)
     dropout: float = 0.0
+    #: epochs that train each new task's head alone, the trunk frozen, before the task's full
+    #: training (every method alike; task heads only: not Permuted MNIST, not class-IL runs)
+    head_warmup: int = 0
     #: where runs train ("cpu", "cuda", "cuda:1", ...); not part of a run's key (the protocol
     #: is the same), but each record names the device it ran on
     device: str = "cpu"
@@ -227,6 +231,15 @@ class StudySettings:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        w = self.head_warmup
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"head_warmup must be an int >= 0, got {w!r}")
+        if w and "permuted-mnist" in self.benchmarks:
+            raise ValueError("head_warmup needs one head per task; permuted-mnist has one "
+                             "shared head (leave it out of --benchmarks)")
+        if w and self.class_il_methods:
+            raise ValueError("head_warmup needs one head per task; the class-incremental runs "
+                             "train one shared head (add --no-class-il)")
         check_device(self.device)
 
 
@@ -374,6 +387,8 @@ class RunSpec:
         if settings.dropout:
             # only when set, so runs recorded before the option existed keep their keys
             extra["dropout"] = float(settings.dropout)
+        if settings.head_warmup:
+            extra["head_warmup"] = int(settings.head_warmup)
         # asdict(self) holds the training seed under "seed", the key under which earlier
         # studies stored settings.seed, so their runs keep their keys
         blob = json.dumps({**spec, "limit": settings.limit, "hidden": settings.hidden,
@@ -443,7 +458,8 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     stream = stream.reordered(spec.order)
     config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
                          hidden=tuple(settings.hidden), patience=settings.patience,
-                         scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout)
+                         scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout,
+                         head_warmup=settings.head_warmup)
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
     rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json(),
@@ -934,6 +950,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
         f"(identity, reverse, seeded permutations); MLP {s['hidden']}"
         + (f" with dropout {s['dropout']} after each hidden layer" if s.get("dropout") else "")
+        + (f" ({s['head_warmup']} epoch(s) of training each new head alone, the trunk "
+           "frozen, before each task)" if s.get("head_warmup") else "")
         + " with one head per task "
         "(Permuted MNIST: one shared head); Adam lr 1e-3, batch "
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
