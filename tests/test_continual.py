@@ -472,6 +472,13 @@ def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, .
     uniform.after_task(model, same)
     nai.after_task(model, same)
     torch.testing.assert_close(nai.last_importance["trunk.0"], uniform.last_importance["trunk.0"])
+    # a task classified with certainty everywhere (p_y(1 − p_y) = 0 in float64): uniform weights
+    from neuron_importance.continual.nai import _fisher_weights
+
+    with torch.no_grad():
+        model.heads[0].weight.mul_(1e6)
+        model.heads[0].bias.mul_(1e6)
+    torch.testing.assert_close(_fisher_weights(model, x, y, 0), torch.ones(40, dtype=torch.float64))
     with pytest.raises(ValueError, match="conductance_weight='loss' is not one of"):
         NAIOptions(conductance_weight="loss")
 

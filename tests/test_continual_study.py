@@ -629,7 +629,11 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-20ep-3seeds-floor": 285,
                       "continual-permuted-10ep-3seeds-normmax-floor": 95,
                       "continual-permuted-10ep-5seeds-normmax-floor": 125,
-                      "continual-permuted-10ep-headscale": 165}
+                      "continual-permuted-10ep-headscale": 165,
+                      "continual-20ep-3seeds-accsum": 24,
+                      "continual-20ep-3seeds-headwarmup": 27,
+                      "continual-20ep-3seeds-fisher": 42,
+                      "continual-fmnist-20ep-5seeds-fisher": 45}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:
