@@ -416,22 +416,29 @@ def test_nai_conductance_of_a_one_layer_relu_net_is_closed_form(how: str) -> Non
     torch.testing.assert_close(nai.last_importance["trunk.0"], expected)
 
 
-@pytest.mark.parametrize("head_sizes", [(2,), (3,)])
-def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
-    # for z − mean(z) the one-layer closed form holds with the centred head weights
-    # w_y − mean_k w_k; the head bias is common to the baseline and drops out
-    torch.manual_seed(1)
+def _one_layer_centred_conductance(seed: int, head_sizes: tuple[int, ...]):
+    """A one-layer ReLU net with zero trunk biases, 40 examples, and the closed form of each
+    unit's conductance for the centred logit z_y − mean_k z_k: along the path αx from the zero
+    baseline the net is linear, so c_i = (w_{y,i} − mean_k w_{k,i})·relu(W_i x) (the head bias
+    is common to the baseline and drops out)."""
+    torch.manual_seed(seed)
     model = ContinualMLP(6, (5,), head_sizes).double()
     with torch.no_grad():
         model.trunk[0].bias.zero_()
-    k = head_sizes[0]
-    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, k, (40,))
-    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
-                              conductance_steps=4, conductance_target="centred"))
-    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    x = torch.randn(40, 6, dtype=torch.float64)
+    y = torch.randint(0, head_sizes[0], (40,))
     with torch.no_grad():
         w = model.heads[0].weight
         c = (w[y] - w.mean(0)) * torch.relu(model.trunk[0](x))
+    return model, x, y, c
+
+
+@pytest.mark.parametrize("head_sizes", [(2,), (3,)])
+def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
+    model, x, y, c = _one_layer_centred_conductance(1, head_sizes)
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                              conductance_steps=4, conductance_target="centred"))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
     torch.testing.assert_close(nai.last_importance["trunk.0"], c.square().mean(0))
     # a unit that moves every logit alike gets no importance from the centred target
     with torch.no_grad():
@@ -448,19 +455,12 @@ def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> 
 def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
     # the one-layer closed form of the centred conductance, each example weighted by
     # p_y(1 − p_y) of the model's softmax, the weights scaled to mean 1
-    torch.manual_seed(2)
-    model = ContinualMLP(6, (5,), head_sizes).double()
-    with torch.no_grad():
-        model.trunk[0].bias.zero_()
-    k = head_sizes[0]
-    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, k, (40,))
+    model, x, y, c = _one_layer_centred_conductance(2, head_sizes)
     nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
                               conductance_steps=4, conductance_target="centred",
                               conductance_weight="fisher"))
     nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
     with torch.no_grad():
-        w = model.heads[0].weight
-        c = (w[y] - w.mean(0)) * torch.relu(model.trunk[0](x))
         py = torch.softmax(model(x, task=0), 1)[torch.arange(40), y]
     weight = py * (1 - py)
     weight = weight / weight.mean()
