@@ -200,7 +200,13 @@ class StudySettings:
                       if k in names})
 
     def check(self) -> None:
-        from neuron_importance.continual import BENCHMARKS, METHODS, NAIOptions, make_strategy
+        from neuron_importance.continual import (
+            BENCHMARKS,
+            METHODS,
+            NAIOptions,
+            TrainConfig,
+            make_strategy,
+        )
 
         for m in self.method_nai_options:
             if m not in NAI_METHODS:
@@ -229,11 +235,9 @@ class StudySettings:
             NAIOptions(**{**self.nai_options_for("nai"), **variant})
         if self.jobs < 1:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        # the training protocol's own checks, as the grid points get make_strategy's
+        TrainConfig(dropout=self.dropout, head_warmup=self.head_warmup)
         w = self.head_warmup
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise ValueError(f"head_warmup must be an int >= 0, got {w!r}")
         if w and "permuted-mnist" in self.benchmarks:
             raise ValueError("head_warmup needs one head per task; permuted-mnist has one "
                              "shared head (leave it out of --benchmarks)")
