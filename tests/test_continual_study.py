@@ -28,6 +28,7 @@ from neuron_importance.experiments.continual import (
     RunSpec,
     StudySettings,
     _execute,
+    headline,
     run_study,
     task_orders,
 )
@@ -733,3 +734,25 @@ def test_a_reused_run_recorded_before_a_switch_joins_its_grid_point(tmp_path: Pa
     assert point["seeds"] == [0, 1]
     assert point["val_acc"] == pytest.approx(np.mean(point["val_accs"]))
     assert before[0]["val_acc"] in point["val_accs"]
+
+
+def test_headline_says_each_goal_met_or_missed_to_three_decimals() -> None:
+    """A mean of 99.695 prints as 99.70 on the two-decimal line; the goal line must still
+    say the 99.7 goal is missed and show the figure that misses it."""
+    summary = {"split-mnist": {
+        "si": {"mean": 99.55, "std": 0.05, "worst": 99.46},
+        "nai": {"mean": 99.695, "std": 0.023, "worst": 99.662}}}
+    goals = {"split-mnist": {
+        "acc_goal": 99.7, "best_baseline_mean": 99.55, "best_baseline_worst": 99.46,
+        "nai_meets_acc_goal": False, "nai_mean_at_or_above_best_baseline": True,
+        "nai_worst_at_or_above_best_baseline": True,
+        "nai_smallest_std_among_regularisers": True}}
+    lines = headline({"summary": summary, "goals": goals})
+    assert lines[0].endswith("nai 99.70±0.02 (worst 99.66)")
+    assert lines[1] == ("  split-mnist goals of nai: ACC >= 99.7: MISSED (99.695); "
+                        "mean >= best baseline's: met (99.695 vs 99.550); "
+                        "worst >= best baseline's: met (99.662 vs 99.460); "
+                        "smallest std of the regularisers: met (0.023)")
+    # no NAI variant in the study: no goal line
+    assert len(headline({"summary": {"split-mnist": {"si": summary["split-mnist"]["si"]}},
+                         "goals": {"split-mnist": {}}})) == 1
