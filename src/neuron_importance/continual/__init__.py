@@ -25,7 +25,7 @@ from .models import ContinualMLP
 from .nai import NAI, NAIOptions
 from .seed_bootstrap import acc_table, goal_support
 from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData
-from .streams import BENCHMARKS, Task, TaskStream, check_order, make_stream
+from .streams import BENCHMARKS, SHARED_HEAD_BENCHMARKS, Task, TaskStream, check_order, make_stream
 from .trainer import (
     METHODS,
     NAI_TC_DEFAULTS,
@@ -38,7 +38,8 @@ from .trainer import (
 )
 
 __all__ = [
-    "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS", "SI", "ContinualMLP", "FineTune",
+    "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS",
+    "SHARED_HEAD_BENCHMARKS", "SI", "ContinualMLP", "FineTune",
     "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
     "TrainConfig", "TrainingDiverged", "acc_table", "average_accuracy", "backward_transfer", "check_order",
     "forgetting", "forward_transfer", "goal_support", "intransigence", "make_stream", "make_strategy",

@@ -47,6 +47,8 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 #: benchmark name -> number of tasks
 BENCHMARKS: dict[str, int] = {"split-mnist": 5, "permuted-mnist": 10, "split-fashion-mnist": 5}
+#: benchmarks whose tasks share one output head (the others have one head per task)
+SHARED_HEAD_BENCHMARKS: frozenset[str] = frozenset({"permuted-mnist"})
 
 _SPLIT_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
@@ -208,7 +210,6 @@ def make_stream(
                 y_tr[train_idx], y_tr[val_idx], y_te,
             ))
         head_sizes = (10,) * total
-        shared = True
     else:
         for t, pair in enumerate(_SPLIT_PAIRS):
             sel_tr = (y_tr == pair[0]) | (y_tr == pair[1])
@@ -229,7 +230,6 @@ def make_stream(
                 ys[train_idx], ys[val_idx], y_te[sel_te],
             ))
         head_sizes = (2,) * total
-        shared = False
 
     if device is not None:
         for task in tasks:
@@ -240,7 +240,7 @@ def make_stream(
         benchmark=benchmark,
         tasks=[tasks[i] for i in order_t],
         order=order_t,
-        shared_head=shared,
+        shared_head=benchmark in SHARED_HEAD_BENCHMARKS,
         head_sizes=head_sizes,
         info={"standardise_mean": mean, "standardise_std": std, "perm_seed": perm_seed,
               "val_fraction": val_fraction, "limit": limit},

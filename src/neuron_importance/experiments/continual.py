@@ -237,10 +237,13 @@ class StudySettings:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
         # the training protocol's own checks, as the grid points get make_strategy's
         TrainConfig(dropout=self.dropout, head_warmup=self.head_warmup)
+        from neuron_importance.continual.streams import SHARED_HEAD_BENCHMARKS
+
         w = self.head_warmup
-        if w and "permuted-mnist" in self.benchmarks:
-            raise ValueError("head_warmup needs one head per task; permuted-mnist has one "
-                             "shared head (leave it out of --benchmarks)")
+        shared = [b for b in self.benchmarks if b in SHARED_HEAD_BENCHMARKS]
+        if w and shared:
+            raise ValueError(f"head_warmup needs one head per task; {', '.join(shared)} has "
+                             "one shared head (leave it out of --benchmarks)")
         if w and self.class_il_methods:
             raise ValueError("head_warmup needs one head per task; the class-incremental runs "
                              "train one shared head (add --no-class-il)")
@@ -657,7 +660,10 @@ def run_study(
     main_specs = [spec("main", b, m, o, chosen[b][m], seed=sd)
                   for b in settings.benchmarks for m in settings.methods for o in orders[b]
                   for sd in train_seeds]
-    split_benchmarks = [b for b in settings.benchmarks if b != "permuted-mnist"]
+    from neuron_importance.continual.streams import SHARED_HEAD_BENCHMARKS
+
+    # class-IL puts one head on benchmarks that have one per task
+    split_benchmarks = [b for b in settings.benchmarks if b not in SHARED_HEAD_BENCHMARKS]
     class_specs = [spec("class-il", b, m, orders[b][0],
                         chosen[b].get(m, {}), scenario="class")
                    for b in split_benchmarks for m in settings.class_il_methods]
