@@ -257,6 +257,13 @@ def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
     assert sup["seeds_per_order"] == [[0, 1], [0, 1]]
     assert all(0.0 <= sup[k] <= 1.0 for k in ("mean", "worst", "std", "all"))
     assert "Seed bootstrap of nai's goals" in report
+    # the report's goal line is the CLI's: each verdict with its figures to three decimals
+    g = res["goals"]["split-mnist"]
+    verdict = "met" if g["nai_mean_at_or_above_best_baseline"] else "MISSED"
+    assert (f"- nai: ACC >= 99.7: {'met' if g['nai_meets_acc_goal'] else 'MISSED'}"
+            in report)
+    assert (f"mean >= best baseline's: {verdict} ({s_nai['mean']:.3f} vs "
+            f"{s_ewc['mean']:.3f})") in report
     with pytest.raises(ValueError, match="seeds"):
         run_study(tmp_path, replace(one, seeds=0), data_dir=data_root, progress=False,
                   log=lambda m: None)
@@ -754,7 +761,7 @@ def test_headline_says_each_goal_met_or_missed_to_three_decimals() -> None:
     assert lines[1] == ("  split-mnist goals of nai: ACC >= 99.7: MISSED (99.695); "
                         "mean >= best baseline's: met (99.695 vs 99.550); "
                         "worst >= best baseline's: met (99.662 vs 99.460); "
-                        "smallest std of the regularisers: met (0.023)")
+                        "std <= the baselines' smallest: met (0.023 vs 0.050)")
     # no NAI variant in the study: no goal line
     assert len(headline({"summary": {"split-mnist": {"si": summary["split-mnist"]["si"]}},
                          "goals": {"split-mnist": {}}})) == 1
