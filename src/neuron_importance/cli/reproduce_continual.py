@@ -51,9 +51,11 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-class-il", action="store_true",
                    help="skip the class-incremental runs")
     p.add_argument("--seeds", type=_positive, metavar="N",
-                   help="training seeds per task order (default 1): tuning averages over them "
-                   "and each order's ACC is their mean; runs of seed --seed are shared with "
-                   "a 1-seed study")
+                   help="training seeds per task order (default 1): --seed, --seed + 1, ...; "
+                   "tuning averages over them and each order's ACC is their mean; runs of "
+                   "seed --seed are shared with a 1-seed study. (--seed also draws the "
+                   "seeded task orders, so another --seed is a fresh study: new orders "
+                   "after the identity and the reverse, new training seeds)")
     p.add_argument("--dropout", type=_fraction, metavar="P",
                    help="dropout after each hidden layer for every method (default 0; the "
                    "UCL / HAT MLPs use 0.5); runs with other values are kept apart in "
