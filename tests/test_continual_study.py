@@ -754,6 +754,7 @@ def test_headline_says_each_goal_met_or_missed_to_three_decimals() -> None:
         "nai": {"mean": 99.6953, "std": 0.023, "worst": 99.662}}}
     goals = {"split-mnist": {
         "acc_goal": 99.7, "best_baseline_mean": 99.55, "best_baseline_worst": 99.46,
+        "smallest_baseline_std": 0.05,
         "nai_meets_acc_goal": False, "nai_mean_at_or_above_best_baseline": True,
         "nai_worst_at_or_above_best_baseline": True,
         "nai_smallest_std_among_regularisers": True}}
