@@ -356,6 +356,11 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--hidden", "400,x"]) == 2
     assert "positive layer widths" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--selection", "one-se"]) == 2
+    assert "one-se needs the standard error" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--selection", "median"]) == 2
+    assert "invalid choice: 'median'" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--grid", "nai=0.1"]) == 2
     assert "METHOD:PARAM=V1,V2" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--grid", "finetune:lam=1"]) == 2
@@ -515,11 +520,97 @@ def test_grid_edge_extension_rule() -> None:
     assert _edge_extension({"lam": [0.0, 1.0]}, recs(0.0)) is None
 
 
+def _se_table(key: str = "lam") -> list[dict]:
+    """A tuning table whose best point (λ 0.1, mean 99.50, SE 0.041) has λ 0.3 within one SE
+    (99.47) and λ 1 outside it (99.40)."""
+    def entry(v: float, vals: list[float]) -> dict:
+        return {"hyperparameters": {key: v}, "val_acc": float(np.mean(vals)), "val_accs": vals}
+    # the best point's seeds: mean 99.50, sample std √(0.02 / 3) = 0.0816, SE = 0.0408
+    best = [99.4, 99.6, 99.5, 99.5]
+    return [entry(0.03, [99.2] * 4), entry(0.1, best), entry(0.3, [99.47] * 4),
+            entry(1.0, [99.40] * 4)]
+
+
+def test_one_se_selection_takes_the_strongest_penalty_within_one_standard_error() -> None:
+    from neuron_importance.experiments.continual import select_point
+
+    table = _se_table()
+    se = np.std(table[1]["val_accs"], ddof=1) / 2
+    assert 0.04 < se < 0.042  # λ 0.3 (0.03 below the best) is inside, λ 1 (0.10) outside
+    assert select_point("nai", table, "best")["hyperparameters"] == {"lam": 0.1}
+    assert select_point("nai", table, "one-se")["hyperparameters"] == {"lam": 0.3}
+    # SI's strength is c; with λ in place of c nothing is stronger than the best
+    assert select_point("si", _se_table("c"), "one-se")["hyperparameters"] == {"c": 0.3}
+    # a point above the best mean is the best itself; a tighter best seed spread admits less
+    tight = [dict(e) for e in table]
+    tight[1] = {**tight[1], "val_accs": [99.49, 99.51, 99.5, 99.5]}
+    assert select_point("nai", tight, "one-se")["hyperparameters"] == {"lam": 0.1}
+    one_seed = [{k: v for k, v in e.items() if k != "val_accs"} for e in table]
+    with pytest.raises(ValueError, match="several training seeds"):
+        select_point("nai", one_seed, "one-se")
+    with pytest.raises(ValueError, match="unknown selection 'median'"):
+        select_point("nai", table, "median")
+
+
+def test_one_se_selection_extends_the_grid_past_a_chosen_upper_edge() -> None:
+    from neuron_importance.experiments.continual import _edge_extension
+
+    table = _se_table()[:3]  # λ 0.03, 0.1, 0.3: the best is inside, the one-SE point on top
+    grid = {"lam": [0.03, 0.1, 0.3]}
+    assert _edge_extension(grid, table, "nai", "best") is None
+    assert _edge_extension(grid, table, "nai", "one-se") == {"lam": [0.03, 0.1, 0.3, 0.9]}
+
+
+def test_one_se_selection_needs_several_seeds_and_a_known_rule() -> None:
+    with pytest.raises(ValueError, match="one-se needs .* seeds >= 2"):
+        tiny_settings(selection="one-se").check()
+    with pytest.raises(ValueError, match="unknown selection 'mean'"):
+        tiny_settings(selection="mean", seeds=2).check()
+    tiny_settings(selection="one-se", seeds=2).check()
+
+
+def test_one_se_study_freezes_the_rule_s_point_and_says_so(tmp_path: Path,
+                                                         data_root: Path) -> None:
+    from neuron_importance.experiments.continual import select_point
+
+    settings = tiny_settings(benchmarks=["split-mnist"], methods=["ewc", "nai"], n_orders=1,
+                             ablation=[], class_il_methods=[], seeds=2, selection="one-se",
+                             max_extensions=0)
+    res = run_study(tmp_path, settings, data_dir=data_root, progress=False,
+                    log=lambda m: None)
+    for m in ("ewc", "nai"):
+        table = res["tuning"]["split-mnist"][m]
+        assert all(len(e["val_accs"]) == 2 for e in table)
+        assert (res["chosen_hyperparameters"]["split-mnist"][m]
+                == select_point(m, table, "one-se")["hyperparameters"])
+        assert {r["hyperparameters"]["lam"] for r in res["runs"] if r["method"] == m} == {
+            res["chosen_hyperparameters"]["split-mnist"][m]["lam"]}
+    assert res["settings"]["selection"] == "one-se"
+    assert "the strongest penalty (one-SE rule)" in (tmp_path / "report.md").read_text()
+
+
+def test_one_se_selection_on_the_fresh_split_mnist_study_moves_only_nai() -> None:
+    """docs/continual.md (session 18): the seed-5 study's tuning table read with the one-SE
+    rule keeps every baseline's point and moves NAI from λ 0.033 to 0.3."""
+    from neuron_importance.experiments.continual import select_point, strength_key
+
+    res = json.loads((_RESULTS / "continual-20ep-5seeds-seed5-headwarmup-fisher"
+                      / "results.json").read_text())
+    tuning = res["tuning"]["split-mnist"]
+    picked = {m: select_point(m, t, "one-se")["hyperparameters"][strength_key(m)]
+              for m, t in tuning.items()}
+    assert picked == {"ewc": 3000.0, "si": 100.0, "mas": pytest.approx(0.09), "nai": 0.3}
+    chosen = {m: v[strength_key(m)] for m, v in res["chosen_hyperparameters"]
+              ["split-mnist"].items()}
+    assert chosen["nai"] == pytest.approx(0.0333333)
+    assert all(chosen[m] == pytest.approx(picked[m]) for m in ("ewc", "si", "mas"))
+
+
 def test_edge_extensions_stop_at_max_extensions_and_say_so(tmp_path: Path, data_root: Path,
                                                            monkeypatch) -> None:
     import neuron_importance.experiments.continual as study
 
-    def always_lower(grid, recs):  # as if the lowest point always won
+    def always_lower(grid, recs, *rule):  # as if the lowest point always won
         return {"lam": [min(grid["lam"]) / 10, *grid["lam"]]}
 
     monkeypatch.setattr(study, "_edge_extension", always_lower)

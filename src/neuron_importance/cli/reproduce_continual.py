@@ -82,6 +82,12 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
+    p.add_argument("--selection", choices=("best", "one-se"),
+                   help="how tuning picks the frozen grid point from order 0's validation "
+                   "ACC: best (default, the highest) or one-se (the one-standard-error rule: "
+                   "the strongest penalty whose validation ACC is within one standard error "
+                   "over the training seeds of the highest; needs --seeds >= 2). It only "
+                   "picks among runs, so a folder's runs serve either rule")
     p.add_argument("--device", metavar="DEV",
                    help="where runs train: cpu (default) or cuda[:N]; checked before training. "
                    "Runs keep their keys (the protocol is the same) and each record names "
@@ -187,6 +193,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["method_nai_options"] = by_method
     if args.device is not None:
         overrides["device"] = args.device
+    if args.selection is not None:
+        overrides["selection"] = args.selection
     grids: dict[str, dict[str, list[float]]] | None = None
     if args.grid:
         # one --grid per parameter: nai-tc:lam=... and nai-tc:floor=... tune both jointly

@@ -4,7 +4,8 @@ Protocol (``docs/continual.md``; notes ``../shared/docs/methods/continual-learni
 
 1. **Tuning.** For every benchmark, every method with a hyperparameter grid is run on order 0
    (the identity order) for each grid point; the point with the best final average
-   *validation* accuracy is frozen for all orders (the test split chooses nothing).
+   *validation* accuracy (or, with ``selection="one-se"``, the strongest penalty within one
+   standard error of it) is frozen for all orders (the test split chooses nothing).
 2. **Main runs.** Every method, with its frozen hyperparameters, on the same K task orders:
    the identity, the reverse and K−2 seeded permutations.
 3. **NAI ablation.** One switch of :class:`~neuron_importance.continual.NAIOptions` changed at a
@@ -38,7 +39,8 @@ import numpy as np
 
 from neuron_importance.experiments.machine import machine_info
 
-__all__ = ["StudySettings", "headline", "reproduce", "run_study", "task_orders"]
+__all__ = ["SELECTIONS", "StudySettings", "headline", "reproduce", "run_study", "select_point",
+           "strength_key", "task_orders"]
 
 GOALS = {"split-mnist": 99.7, "permuted-mnist": 95.0}
 
@@ -107,6 +109,9 @@ def _moved_nai_defaults(method: str) -> dict[str, Any]:
 _CONDUCTANCE_ONLY = {"conductance_stat", "conductance_target", "conductance_steps",
                      "conductance_weight"}
 
+#: how the frozen grid point is chosen from order 0's validation ACC (``StudySettings.selection``)
+SELECTIONS = ("best", "one-se")
+
 ALL_METHODS = ("finetune", "joint", "l2", "ewc", "online-ewc", "si", "mas", "nai", "nai-tc")
 
 #: the NAI variants of the study: ``nai`` (activation statistics) and ``nai-tc`` (Total
@@ -151,6 +156,11 @@ class StudySettings:
     #: epochs that train each new task's head alone, the trunk frozen, before the task's full
     #: training (every method alike; task heads only: not Permuted MNIST, not class-IL runs)
     head_warmup: int = 0
+    #: how tuning picks the frozen point (not part of a run's key: it only picks among runs):
+    #: ``best``, the highest validation ACC on order 0; ``one-se``, the strongest penalty
+    #: whose validation ACC is within one standard error (over the seeds) of the highest
+    #: (:func:`select_point`; needs ``seeds`` >= 2)
+    selection: str = "best"
     #: where runs train ("cpu", "cuda", "cuda:1", ...); not part of a run's key (the protocol
     #: is the same), but each record names the device it ran on
     device: str = "cpu"
@@ -236,6 +246,12 @@ class StudySettings:
             NAIOptions(**{**self.nai_options_for("nai"), **variant})
         if self.jobs < 1:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.selection!r}; choose from "
+                             f"{', '.join(SELECTIONS)}")
+        if self.selection == "one-se" and self.seeds < 2:
+            raise ValueError("selection one-se needs the standard error of the validation ACC "
+                             f"over training seeds: set seeds >= 2 (got {self.seeds})")
         # the training protocol's own checks, as the grid points get make_strategy's
         TrainConfig(dropout=self.dropout, head_warmup=self.head_warmup)
         w = self.head_warmup
@@ -293,9 +309,45 @@ def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
     return orders
 
 
-def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, Any]]
-                    ) -> dict[str, list[Any]] | None:
-    """A one-parameter grid with its best validation point at an edge, extended one step.
+def strength_key(method: str) -> str:
+    """The hyperparameter that sets ``method``'s penalty strength (SI's c, the others' λ)."""
+    return "c" if method == "si" else "lam"
+
+
+def select_point(method: str, entries: Sequence[Mapping[str, Any]], rule: str = "best"
+                 ) -> Mapping[str, Any]:
+    """The tuning-table entry (``_tuning_table``) a study freezes for ``method``.
+
+    ``best``: the highest mean validation ACC. ``one-se``: the one-standard-error rule
+    (Breiman et al. 1984, *CART* §3.4.3; Hastie, Tibshirani & Friedman, *ESL* §7.10): of the
+    points whose mean validation ACC is at least ``best − SE``, SE = s/√n the standard error
+    of the best point's mean over its n training seeds (s with ddof 1), the one with the
+    strongest penalty (largest λ, or c for SI; ties by validation ACC). Order 0's validation
+    ACC cannot see what a weak penalty costs on orders that learn a hard task early, so
+    among points the validation cannot tell apart the rule takes the more stable one.
+    """
+    if not entries:
+        raise ValueError(f"no tuning runs for {method}")
+    best = max(entries, key=lambda e: e["val_acc"])
+    if rule == "best":
+        return best
+    if rule != "one-se":
+        raise ValueError(f"unknown selection {rule!r}; choose from {', '.join(SELECTIONS)}")
+    vals = best.get("val_accs") or []
+    if len(vals) < 2:
+        raise ValueError(f"selection one-se needs several training seeds per grid point; "
+                         f"{method}'s best point has {len(vals) or 1}")
+    se = float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
+    key = strength_key(method)
+    near = [e for e in entries if e["val_acc"] >= best["val_acc"] - se]
+    return max(near, key=lambda e: (float(e["hyperparameters"].get(key, -math.inf)),
+                                    e["val_acc"]))
+
+
+def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, Any]],
+                    method: str = "", rule: str = "best") -> dict[str, list[Any]] | None:
+    """A one-parameter grid whose chosen point (:func:`select_point` under ``rule``) is at an
+    edge, extended one step.
 
     Geometric grids step by the ratio of their two outermost points on that side; other
     grids (or several parameters, or an edge point that is 0) are not extended.
@@ -306,7 +358,7 @@ def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, A
     pts = sorted(float(v) for v in values)
     if len(pts) < 2 or pts[0] <= 0:
         return None
-    best = max(recs, key=lambda r: r["val_acc"])["hyperparameters"].get(key)
+    best = select_point(method, recs, rule)["hyperparameters"].get(key)
     if best is None:
         return None
     if float(best) == pts[0]:
@@ -633,7 +685,7 @@ def run_study(
         for b in settings.benchmarks:
             for m, grid in grids[b].items():
                 recs = tuning[b].get(m, [])
-                new_points = _edge_extension(grid, recs)
+                new_points = _edge_extension(grid, recs, m, settings.selection)
                 if new_points and _round == settings.max_extensions:
                     # the last round's grid has been run; an extension now would not be
                     log(f"{b} {m}: best grid point still on the edge after "
@@ -648,7 +700,7 @@ def run_study(
     for b in settings.benchmarks:
         for m in settings.methods:
             if m in tuning[b]:
-                best = max(tuning[b][m], key=lambda r: r["val_acc"])
+                best = select_point(m, tuning[b][m], settings.selection)
                 chosen[b][m] = dict(best["hyperparameters"])
             else:
                 chosen[b][m] = hp_of(m, {}) if m not in NAI_METHODS else {}
@@ -965,7 +1017,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
         f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
         "on order 0 with the validation split (10 % of each task's training data), then "
-        "frozen." + (f" Quick mode: {s['limit']} training images." if s["limit"] else "")
+        "frozen" + (": of the grid points within one standard error (over the seeds) of the "
+                    "best validation ACC, the strongest penalty (one-SE rule)."
+                    if s.get("selection") == "one-se" else ".") + (f" Quick mode: {s['limit']} training images." if s["limit"] else "")
         + (f" {s['seeds']} training seeds per order: tuning averages the validation ACC over "
            "them, and each order's ACC is their mean (mean, std and worst are over the "
            "orders of these means; seed std is the std across seeds within an order, "
