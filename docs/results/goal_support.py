@@ -1,6 +1,7 @@
 """Seed-bootstrap support of the goal verdicts of every committed multi-seed study.
 
-Reads each ``docs/results/*/results.json`` whose orders have 2 or more training seeds and
+Reads each ``docs/results/*/results.json`` (and ``*/*/results.json``: a study re-read under
+another tuning rule) whose orders have 2 or more training seeds and
 prints, per benchmark and NAI variant, how often each goal comparison (mean, worst order,
 std against the best of EWC/SI/MAS) holds over 2,000 paired resamples of the seeds
 (:func:`neuron_importance.continual.goal_support`). Writes ``goal_support.md`` beside this
@@ -25,7 +26,8 @@ def main() -> None:
              "frozen hyperparameters held fixed. Written by `goal_support.py`.", "",
              "| study | benchmark | method | seeds | mean ≥ | worst ≥ | std ≤ | all three |",
              "|---|---|---|---|---|---|---|---|"]
-    for path in sorted(HERE.glob("*/results.json")):
+    # a study's subfolder holds its runs re-read under another tuning rule (e.g. one-se/)
+    for path in sorted([*HERE.glob("*/results.json"), *HERE.glob("*/*/results.json")]):
         res = json.loads(path.read_text())
         for b, summary in res["summary"].items():
             regs = [m for m in ("ewc", "si", "mas") if m in summary]
@@ -42,7 +44,7 @@ def main() -> None:
                     cells.append(f"{sup[k]:.2f} ({d['value']:+.2f}, [{d['ci95'][0]:+.2f}, "
                                  f"{d['ci95'][1]:+.2f}])")
                 n_seeds = min(len(s) for s in sup["seeds_per_order"])
-                lines.append(f"| {path.parent.name} | {b} | {nm} vs {'/'.join(regs)} | "
+                lines.append(f"| {path.parent.relative_to(HERE).as_posix()} | {b} | {nm} vs {'/'.join(regs)} | "
                              f"{n_seeds} | " + " | ".join(cells) + f" | {sup['all']:.2f} |")
     text = "\n".join(lines) + "\n"
     (HERE / "goal_support.md").write_text(text)
