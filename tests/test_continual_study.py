@@ -539,7 +539,7 @@ def test_one_se_selection_takes_the_strongest_penalty_within_one_standard_error(
     assert 0.04 < se < 0.042  # λ 0.3 (0.03 below the best) is inside, λ 1 (0.10) outside
     assert select_point("nai", table, "best")["hyperparameters"] == {"lam": 0.1}
     assert select_point("nai", table, "one-se")["hyperparameters"] == {"lam": 0.3}
-    # SI's strength is c; with λ in place of c nothing is stronger than the best
+    # SI's strength is c: the same table keyed by c gives the same choice
     assert select_point("si", _se_table("c"), "one-se")["hyperparameters"] == {"c": 0.3}
     # a point above the best mean is the best itself; a tighter best seed spread admits less
     tight = [dict(e) for e in table]

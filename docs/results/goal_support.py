@@ -44,7 +44,8 @@ def main() -> None:
                     cells.append(f"{sup[k]:.2f} ({d['value']:+.2f}, [{d['ci95'][0]:+.2f}, "
                                  f"{d['ci95'][1]:+.2f}])")
                 n_seeds = min(len(s) for s in sup["seeds_per_order"])
-                lines.append(f"| {path.parent.relative_to(HERE).as_posix()} | {b} | {nm} vs {'/'.join(regs)} | "
+                study = path.parent.relative_to(HERE).as_posix()
+                lines.append(f"| {study} | {b} | {nm} vs {'/'.join(regs)} | "
                              f"{n_seeds} | " + " | ".join(cells) + f" | {sup['all']:.2f} |")
     text = "\n".join(lines) + "\n"
     (HERE / "goal_support.md").write_text(text)

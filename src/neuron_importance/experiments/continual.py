@@ -675,6 +675,7 @@ def run_study(
                  for m in settings.methods if m in settings.grids}
              for b in settings.benchmarks}
     tune_recs: list[dict[str, Any]] = []
+    which = "best" if settings.selection == "best" else "chosen (one-SE)"
     for _round in range(settings.max_extensions + 1):
         tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p), seed=sd)
                       for b in settings.benchmarks for m in grids[b]
@@ -688,12 +689,13 @@ def run_study(
                 new_points = _edge_extension(grid, recs, m, settings.selection)
                 if new_points and _round == settings.max_extensions:
                     # the last round's grid has been run; an extension now would not be
-                    log(f"{b} {m}: best grid point still on the edge after "
+                    log(f"{b} {m}: {which} grid point still on the edge after "
                         f"{settings.max_extensions} extension(s); kept (max_extensions)")
                 elif new_points:
                     extended = True
                     grid.update(new_points)
-                    log(f"{b} {m}: best grid point on the edge; grid extended to {new_points}")
+                    log(f"{b} {m}: {which} grid point on the edge; grid extended to "
+                        f"{new_points}")
         if not extended:
             break
     chosen: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in settings.benchmarks}
@@ -1019,7 +1021,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         "on order 0 with the validation split (10 % of each task's training data), then "
         "frozen" + (": of the grid points within one standard error (over the seeds) of the "
                     "best validation ACC, the strongest penalty (one-SE rule)."
-                    if s.get("selection") == "one-se" else ".") + (f" Quick mode: {s['limit']} training images." if s["limit"] else "")
+                    if s.get("selection") == "one-se" else ".")
+        + (f" Quick mode: {s['limit']} training images." if s["limit"] else "")
         + (f" {s['seeds']} training seeds per order: tuning averages the validation ACC over "
            "them, and each order's ACC is their mean (mean, std and worst are over the "
            "orders of these means; seed std is the std across seeds within an order, "
