@@ -592,15 +592,16 @@ def test_one_se_study_freezes_the_rule_s_point_and_says_so(tmp_path: Path,
 def test_one_se_selection_on_the_fresh_split_mnist_study_moves_only_nai() -> None:
     """docs/continual.md (session 18): the seed-5 study's tuning table read with the one-SE
     rule keeps every baseline's point and moves NAI from λ 0.033 to 0.3."""
-    from neuron_importance.experiments.continual import select_point, strength_key
+    from neuron_importance.continual import METHODS
+    from neuron_importance.experiments.continual import select_point
 
     res = json.loads((_RESULTS / "continual-20ep-5seeds-seed5-headwarmup-fisher"
                       / "results.json").read_text())
     tuning = res["tuning"]["split-mnist"]
-    picked = {m: select_point(m, t, "one-se")["hyperparameters"][strength_key(m)]
+    picked = {m: select_point(m, t, "one-se")["hyperparameters"][METHODS[m]]
               for m, t in tuning.items()}
     assert picked == {"ewc": 3000.0, "si": 100.0, "mas": pytest.approx(0.09), "nai": 0.3}
-    chosen = {m: v[strength_key(m)] for m, v in res["chosen_hyperparameters"]
+    chosen = {m: v[METHODS[m]] for m, v in res["chosen_hyperparameters"]
               ["split-mnist"].items()}
     assert chosen["nai"] == pytest.approx(0.0333333)
     assert all(chosen[m] == pytest.approx(picked[m]) for m in ("ewc", "si", "mas"))

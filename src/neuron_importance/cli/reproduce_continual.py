@@ -10,6 +10,7 @@ from typing import Any
 
 from neuron_importance.cli.attribute import _option_value
 from neuron_importance.cli.reproduce import _with_threads, add_experiment_parser
+from neuron_importance.experiments.continual import SELECTIONS
 
 NAME = "continual"
 
@@ -82,7 +83,7 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
-    p.add_argument("--selection", choices=("best", "one-se"),
+    p.add_argument("--selection", choices=SELECTIONS,
                    help="how tuning picks the frozen grid point from order 0's validation "
                    "ACC: best (default, the highest) or one-se (the one-standard-error rule: "
                    "the strongest penalty whose validation ACC is within one standard error "

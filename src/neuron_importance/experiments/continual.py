@@ -40,7 +40,7 @@ import numpy as np
 from neuron_importance.experiments.machine import machine_info
 
 __all__ = ["SELECTIONS", "StudySettings", "headline", "reproduce", "run_study", "select_point",
-           "strength_key", "task_orders"]
+           "task_orders"]
 
 GOALS = {"split-mnist": 99.7, "permuted-mnist": 95.0}
 
@@ -309,11 +309,6 @@ def task_orders(n_tasks: int, k: int, seed: int = 0) -> list[list[int]]:
     return orders
 
 
-def strength_key(method: str) -> str:
-    """The hyperparameter that sets ``method``'s penalty strength (SI's c, the others' λ)."""
-    return "c" if method == "si" else "lam"
-
-
 def select_point(method: str, entries: Sequence[Mapping[str, Any]], rule: str = "best"
                  ) -> Mapping[str, Any]:
     """The tuning-table entry (``_tuning_table``) a study freezes for ``method``.
@@ -337,8 +332,10 @@ def select_point(method: str, entries: Sequence[Mapping[str, Any]], rule: str = 
     if len(vals) < 2:
         raise ValueError(f"selection one-se needs several training seeds per grid point; "
                          f"{method}'s best point has {len(vals) or 1}")
+    from neuron_importance.continual import METHODS  # method -> its strength hyperparameter
+
     se = float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
-    key = strength_key(method)
+    key = METHODS.get(method)
     near = [e for e in entries if e["val_acc"] >= best["val_acc"] - se]
     return max(near, key=lambda e: (float(e["hyperparameters"].get(key, -math.inf)),
                                     e["val_acc"]))
