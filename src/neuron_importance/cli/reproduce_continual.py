@@ -69,6 +69,11 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_widths, metavar="W1,W2",
                    help="hidden layer widths of the MLP (default 400,400, as UCL and Hsu et "
                    "al.); runs at other widths are kept apart in runs.jsonl")
+    p.add_argument("--conv", type=_widths, metavar="C1,C2",
+                   help="put 5x5 convolution + 2x2 max-pool blocks with these output channels "
+                   "in front of the --hidden layers, for every method (a LeNet-style CNN, "
+                   "e.g. --conv 16,32 --hidden 256; default none: the MLP); runs with it are "
+                   "kept apart in runs.jsonl")
     p.add_argument("--grid", type=_grid, action="append", metavar="METHOD:PARAM=V1,V2",
                    help="replace one method's tuning grid, e.g. nai:lam=0.003,0.01,0.03 "
                    "(repeatable; a single value fixes the strength: order 0 is still run "
@@ -177,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["class_il_methods"] = []
     if args.hidden is not None:
         overrides["hidden"] = args.hidden
+    if args.conv is not None:
+        overrides["conv"] = args.conv
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
     if args.head_warmup is not None:

@@ -21,7 +21,7 @@ from .metrics import (
     intransigence,
     summarise,
 )
-from .models import ContinualMLP
+from .models import ContinualCNN, ContinualMLP, MultiHeadNet
 from .nai import NAI, NAIOptions
 from .seed_bootstrap import acc_table, goal_support
 from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData
@@ -39,7 +39,7 @@ from .trainer import (
 
 __all__ = [
     "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS",
-    "SHARED_HEAD_BENCHMARKS", "SI", "ContinualMLP", "FineTune",
+    "SHARED_HEAD_BENCHMARKS", "SI", "ContinualCNN", "ContinualMLP", "MultiHeadNet", "FineTune",
     "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
     "TrainConfig", "TrainingDiverged", "acc_table", "average_accuracy", "backward_transfer", "check_order",
     "forgetting", "forward_transfer", "goal_support", "intransigence", "make_stream", "make_strategy",

@@ -47,10 +47,10 @@ import torch
 from torch import Tensor, nn
 
 from ..neurons.activation import activation_statistics
-from .models import ContinualMLP
+from .models import MultiHeadNet
 from .strategies import Strategy, TaskData, check_strength
 
-__all__ = ["NAI", "NAIOptions", "mlp_unit_layers"]
+__all__ = ["NAI", "NAIOptions", "trunk_unit_layers"]
 
 _STATS = ("mean", "abs", "sq", "nonzero", "pre", "var")
 _NORMS = ("none", "mean", "max", "zscore", "rank", "softmax")
@@ -177,38 +177,66 @@ class NAIOptions:
             raise ValueError(f"NAI option n_samples must be positive, got {self.n_samples}")
 
 
-def mlp_unit_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """``(linear name, activation name)`` of each hidden layer of ``model.trunk``, in order.
+#: trunk modules that keep each unit's identity (a channel stays a channel through pooling;
+#: dropout after the activation changes no unit: the statistics are taken before it)
+_PASS_THROUGH = (nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten)
+_WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 
-    NAI needs to know which weights feed which units; it supports models whose ``trunk`` is an
-    ``nn.Sequential`` of ``Linear`` layers each followed by an elementwise activation (as
-    :class:`~.models.ContinualMLP`), and names the module at fault otherwise.
+
+def trunk_unit_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """``(weight layer name, activation name)`` of each hidden layer of ``model.trunk``.
+
+    NAI needs to know which weights feed which units; it supports a ``trunk`` that is an
+    ``nn.Sequential`` of ``Linear`` or ``Conv2d`` layers each followed by an elementwise
+    activation, with ``Dropout``, ``MaxPool2d`` / ``AvgPool2d`` and ``Flatten`` between them and
+    an ``Unflatten`` first (:class:`~.models.MultiHeadNet`, :class:`~.models.ContinualCNN`). A
+    convolution's units are its output channels. It names the module at fault otherwise.
     """
     trunk = getattr(model, "trunk", None)
     if not isinstance(trunk, nn.Sequential):
         raise TypeError(
-            f"NAI needs a model with a 'trunk' nn.Sequential of Linear + activation layers "
-            f"(e.g. ContinualMLP); {type(model).__name__} has none"
+            f"NAI needs a model with a 'trunk' nn.Sequential of Linear/Conv2d + activation "
+            f"layers (e.g. MultiHeadNet); {type(model).__name__} has none"
         )
     children = list(trunk.named_children())
     pairs: list[tuple[str, str]] = []
-    i = 0
+    i = 1 if children and isinstance(children[0][1], nn.Unflatten) else 0
     while i < len(children):
         name, mod = children[i]
-        if not isinstance(mod, nn.Linear):
+        if not isinstance(mod, _WEIGHT_LAYERS):
             raise TypeError(
-                f"NAI: trunk.{name} is {type(mod).__name__}; expected Linear layers each "
-                "followed by an activation"
+                f"NAI: trunk.{name} is {type(mod).__name__}; expected Linear or Conv2d layers "
+                "each followed by an activation (then optionally Dropout, pooling, Flatten)"
             )
-        if i + 1 >= len(children) or isinstance(children[i + 1][1], nn.Linear):
-            raise TypeError(f"NAI: trunk.{name} (Linear) is not followed by an activation")
+        nxt = children[i + 1][1] if i + 1 < len(children) else None
+        if nxt is None or isinstance(nxt, _WEIGHT_LAYERS + _PASS_THROUGH):
+            raise TypeError(
+                f"NAI: trunk.{name} ({type(mod).__name__}) is not followed by an activation"
+            )
         pairs.append((name, children[i + 1][0]))
         i += 2
-        # dropout after the activation changes no unit's identity: the next Linear reads the
-        # same units (the statistics are taken at the activation, before the dropout)
-        while i < len(children) and isinstance(children[i][1], nn.Dropout):
+        while i < len(children) and isinstance(children[i][1], _PASS_THROUGH):
             i += 1
     return pairs
+
+
+def _per_unit(m: Tensor) -> Tensor:
+    """A statistic per unit: the mean over a channel's spatial positions for a conv layer."""
+    return m.flatten(1).mean(1) if m.dim() > 1 else m
+
+
+def _expand_in(i_in: Tensor, n_in: int, name: str) -> Tensor:
+    """Input-unit importances for a layer with ``n_in`` inputs.
+
+    After ``Flatten`` a ``Linear`` reads each channel's ``H·W`` positions in a row
+    (channel-major), so each channel's importance is repeated ``H·W`` times.
+    """
+    if i_in.numel() == n_in:
+        return i_in
+    if n_in % i_in.numel():
+        raise ValueError(f"NAI: {name} has {n_in} inputs, not a multiple of the "
+                         f"{i_in.numel()} units of the layer before it")
+    return i_in.repeat_interleave(n_in // i_in.numel())
 
 
 def normalise(m: Tensor, how: str, tau: float = 1.0) -> Tensor:
@@ -252,9 +280,9 @@ def _pair(i_out: Tensor, i_in: Tensor | None, how: str) -> Tensor:
 
 
 class _CentredLogits(nn.Module):
-    """``z − mean_k z_k`` of a :class:`ContinualMLP` head (``conductance_target="centred"``)."""
+    """``z − mean_k z_k`` of a :class:`~.models.MultiHeadNet` head (``conductance_target="centred"``)."""
 
-    def __init__(self, net: ContinualMLP) -> None:
+    def __init__(self, net: MultiHeadNet) -> None:
         super().__init__()
         self.net = net
 
@@ -264,7 +292,7 @@ class _CentredLogits(nn.Module):
 
 
 @torch.no_grad()
-def _fisher_weights(model: ContinualMLP, x: Tensor, y: Tensor, head: int) -> Tensor:
+def _fisher_weights(model: MultiHeadNet, x: Tensor, y: Tensor, head: int) -> Tensor:
     """Per-example weights p_y(1 − p_y) / mean, p the finished task's softmax (eval mode).
 
     The Fisher information of a softmax output puts weight p_y(1 − p_y) on an example
@@ -304,7 +332,7 @@ class NAI(Strategy):
 
     # ------------------------------------------------------------------ importances
 
-    def _raw(self, model: ContinualMLP, data: TaskData) -> dict[str, Tensor]:
+    def _raw(self, model: MultiHeadNet, data: TaskData) -> dict[str, Tensor]:
         """Raw importance m^l per linear layer name (``trunk.<i>`` and ``heads.0``)."""
         o = self.options
         x, y = data.x, data.y
@@ -312,7 +340,7 @@ class NAI(Strategy):
             g = torch.Generator().manual_seed(self.seed + 7919 * data.identity)
             idx = torch.randperm(x.shape[0], generator=g)[: o.n_samples]
             x, y = x[idx], y[idx]
-        pairs = mlp_unit_layers(model)
+        pairs = trunk_unit_layers(model)
         raw: dict[str, Tensor] = {}
         if o.source == "conductance":
             from ..neurons.conductance import TotalConductance
@@ -335,7 +363,10 @@ class NAI(Strategy):
                             target=y[s:s + 512], additional_forward_args=(data.head,),
                             n_steps=o.conductance_steps, completeness_tol=None,
                         )
-                        c = c.detach().double()
+                        # a channel's conductance is the sum over its positions (the
+                        # conductances of a layer sum to the output change: completeness)
+                        c = c.detach().double().flatten(2).sum(2) if c.dim() > 2 else \
+                            c.detach().double()
                         part = c.square() if o.conductance_stat == "sq" else c.abs()
                         if weight is not None:
                             part = part * weight[s:s + 512, None]
@@ -362,9 +393,13 @@ class NAI(Strategy):
                     frac = st.frac_active
                     m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),
                                     torch.zeros_like(frac))
-                raw[f"trunk.{lin}"] = m
+                raw[f"trunk.{lin}"] = _per_unit(m)
         if o.input_importance == "activation":
             xd = x.double()
+            first = getattr(model.trunk, pairs[0][0])
+            if isinstance(first, nn.Conv2d):  # the input units are the image's channels
+                xd = xd.reshape(xd.shape[0], first.in_channels, -1).transpose(1, 2)
+                xd = xd.reshape(-1, first.in_channels)
             raw["input"] = xd.square().mean(0) if o.stat == "sq" else xd.abs().mean(0)
         if model.shared_head and o.head_importance == "logit":
             st = activation_statistics(model, "heads.0", [x[s:s + 1024] for s in
@@ -375,18 +410,23 @@ class NAI(Strategy):
             raw["heads.0"] = torch.ones(model.heads[0].out_features, dtype=torch.float64)
         return raw
 
-    def _weight_importance(self, model: ContinualMLP, unit: dict[str, Tensor]) -> dict:
+    def _weight_importance(self, model: MultiHeadNet, unit: dict[str, Tensor]) -> dict:
         o = self.options
         new: dict[str, Tensor] = {}
         prev: Tensor | None = unit.get("input")
-        names = [f"trunk.{lin}" for lin, _ in mlp_unit_layers(model)]
+        names = [f"trunk.{lin}" for lin, _ in trunk_unit_layers(model)]
         if model.shared_head:
             names.append("heads.0")
         params = dict(model.named_parameters())
         for name in names:
             i_out = unit[name]
             w = params[f"{name}.weight"]
-            om = _pair(i_out, prev, o.map).expand(w.shape)
+            if prev is not None:
+                prev = _expand_in(prev, w.shape[1], name)
+            om = _pair(i_out, prev, o.map)
+            if w.dim() == 4:  # a conv kernel (out, in, kh, kw): one Ω per channel pair
+                om = om[:, :, None, None]
+            om = om.expand(w.shape)
             ob = i_out
             if o.floor > 0:
                 om = om + o.floor * om.mean()
@@ -409,10 +449,17 @@ class NAI(Strategy):
         return old + (new - old) / (self.n_tasks + 1)  # running mean over tasks
 
     def after_task(self, model: nn.Module, data: TaskData) -> None:
-        if not isinstance(model, ContinualMLP):
-            mlp_unit_layers(model)  # raises the descriptive error for unsupported models
-            raise TypeError(f"NAI supports ContinualMLP models, got {type(model).__name__}")
+        if not isinstance(model, MultiHeadNet):
+            trunk_unit_layers(model)  # raises the descriptive error for unsupported models
+            raise TypeError(f"NAI supports MultiHeadNet models, got {type(model).__name__}")
         o = self.options
+        convs = [lin for lin, _ in trunk_unit_layers(model)
+                 if isinstance(getattr(model.trunk, lin), nn.Conv2d)]
+        if convs and (o.downstream != "none" or o.reinit > 0 or o.penalty == "group"):
+            raise ValueError(
+                f"NAI: downstream='weights', reinit > 0 and penalty='group' support Linear "
+                f"layers only; trunk.{convs[0]} is a Conv2d"
+            )
         # unit importances are small vectors: keep them on the CPU in float64 whatever device
         # the model trains on (conductance comes back on the model's device, a shared head's
         # uniform importances are made on the CPU); Ω moves to the model's device below
@@ -437,7 +484,7 @@ class NAI(Strategy):
             self._reinit(model, unit)
         self.anchor = {k: p.detach().clone() for k, p in model.shared_named_parameters()}
 
-    def _weight_by_downstream(self, model: ContinualMLP, unit: dict[str, Tensor],
+    def _weight_by_downstream(self, model: MultiHeadNet, unit: dict[str, Tensor],
                               head: int) -> None:
         """``I_i^l ← norm(I_i^l · Σ_k (W^{l+1}_ki)² I_k^{l+1})``, top-down from the task's head."""
         o = self.options
@@ -445,7 +492,7 @@ class NAI(Strategy):
         # a shared head has its own unit importances (_raw sets them); a task head counts 1 each
         i_next = (unit["heads.0"] if model.shared_head
                   else torch.ones(w_next.shape[0], dtype=torch.float64))
-        for lin, _ in reversed(mlp_unit_layers(model)):
+        for lin, _ in reversed(trunk_unit_layers(model)):
             name = f"trunk.{lin}"
             reach = (w_next.square() * i_next.to(w_next)[:, None]).sum(0).cpu()
             unit[name] = normalise(unit[name] * reach, o.norm, o.tau)
@@ -456,7 +503,7 @@ class NAI(Strategy):
     def _device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
 
-    def _reinit(self, model: ContinualMLP, unit: dict[str, Tensor]) -> None:
+    def _reinit(self, model: MultiHeadNet, unit: dict[str, Tensor]) -> None:
         """Re-draw the incoming weights of the least important hidden units, zero their outputs.
 
         Zeroing the outgoing weights keeps the function on earlier tasks unchanged except for
@@ -464,7 +511,7 @@ class NAI(Strategy):
         capacity for the next task (AGS-CL's re-initialisation, speculative for NAI).
         """
         g = torch.Generator().manual_seed(self.seed + 31 * self.n_tasks)
-        pairs = mlp_unit_layers(model)
+        pairs = trunk_unit_layers(model)
         linears = [getattr(model.trunk, lin) for lin, _ in pairs]
         following: list[nn.Linear | list[nn.Linear]] = linears[1:] + [list(model.heads)]
         with torch.no_grad():

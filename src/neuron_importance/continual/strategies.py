@@ -12,7 +12,7 @@ A strategy is told what happens in the one training loop of :mod:`.trainer`::
 ``data`` is a :class:`TaskData`: the finished task's training inputs and labels and a
 ``forward(x)`` giving the logits of that task's head. Only the *shared* parameters (the trunk,
 and the head when it is shared) are regularised; task heads are trained on their own task
-only (``ContinualMLP.shared_named_parameters``).
+only (``MultiHeadNet.shared_named_parameters``).
 
 The baselines and their exact forms (``../shared/docs/methods/continual-learning.md`` §2):
 
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .models import ContinualMLP
+from .models import MultiHeadNet
 
 __all__ = [
     "EWC",
@@ -82,7 +82,7 @@ def check_strength(name: str, value: float) -> float:
 
 
 def _shared(model: nn.Module) -> dict[str, nn.Parameter]:
-    if isinstance(model, ContinualMLP):
+    if isinstance(model, MultiHeadNet):
         return dict(model.shared_named_parameters())
     return dict(model.named_parameters())
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .metrics import summarise
-from .models import ContinualMLP
+from .models import ContinualCNN, ContinualMLP, MultiHeadNet
 from .nai import NAI, NAIOptions
 from .strategies import EWC, L2, MAS, SI, FineTune, Joint, Strategy, TaskData, check_strength
 from .streams import TaskStream
@@ -93,6 +93,9 @@ class TrainConfig:
     lr_factor: float = 3.0
     min_lr: float = 1e-6
     hidden: tuple[int, ...] = (400, 400)
+    #: output channels of the 5×5 convolution blocks in front of ``hidden``
+    #: (:class:`~.models.ContinualCNN`); empty = an MLP
+    conv: tuple[int, ...] = ()
     scenario: str = "task"
     seed: int = 0
     eval_batch_size: int = 4096
@@ -117,6 +120,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr_factor > 1:
             raise ValueError(f"TrainConfig.lr_factor must be > 1, got {self.lr_factor}")
+        for c in self.conv:
+            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                raise ValueError("TrainConfig.conv must list positive channel counts, "
+                                 f"got {self.conv!r}")
         w = self.head_warmup
         if isinstance(w, bool) or not isinstance(w, int) or w < 0:
             raise ValueError(f"TrainConfig.head_warmup must be an int >= 0, got {w!r}")
@@ -217,7 +224,7 @@ def _task_view(task, scenario: str) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def _accuracy(model: ContinualMLP, x: Tensor, y: Tensor, head: int, bs: int) -> float:
+def _accuracy(model: MultiHeadNet, x: Tensor, y: Tensor, head: int, bs: int) -> float:
     was = model.training
     model.eval()
     correct = 0
@@ -228,7 +235,7 @@ def _accuracy(model: ContinualMLP, x: Tensor, y: Tensor, head: int, bs: int) -> 
 
 
 @torch.no_grad()
-def _loss(model: ContinualMLP, x: Tensor, y: Tensor, head: Any, bs: int) -> float:
+def _loss(model: MultiHeadNet, x: Tensor, y: Tensor, head: Any, bs: int) -> float:
     was = model.training
     model.eval()
     total = 0.0
@@ -246,6 +253,8 @@ def _config_key(config: TrainConfig) -> dict[str, Any]:
     for name in ("dropout", "head_warmup"):
         if d[name] == 0:
             del d[name]
+    if not d["conv"]:
+        del d["conv"]
     return d
 
 
@@ -265,13 +274,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_model(stream: TaskStream, config: TrainConfig) -> ContinualMLP:
+def build_model(stream: TaskStream, config: TrainConfig) -> MultiHeadNet:
     torch.manual_seed(config.seed)
     if config.scenario == "class":
-        return ContinualMLP(stream.n_inputs, config.hidden, (stream.n_global_classes,),
-                            shared_head=True, dropout=config.dropout)
-    return ContinualMLP(stream.n_inputs, config.hidden, stream.head_sizes,
-                        shared_head=stream.shared_head, dropout=config.dropout)
+        heads, shared = (stream.n_global_classes,), True
+    else:
+        heads, shared = stream.head_sizes, stream.shared_head
+    if config.conv:
+        return ContinualCNN(stream.n_inputs, config.conv, config.hidden, heads,
+                            shared_head=shared, dropout=config.dropout)
+    return ContinualMLP(stream.n_inputs, config.hidden, heads, shared_head=shared,
+                        dropout=config.dropout)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -394,7 +407,7 @@ def run_sequence(
     )
 
 
-def _warm_up_head(model: ContinualMLP, x: Tensor, y: Tensor, head: int, config: TrainConfig,
+def _warm_up_head(model: MultiHeadNet, x: Tensor, y: Tensor, head: int, config: TrainConfig,
                   pos: int) -> None:
     """Train task head ``head`` alone for ``config.head_warmup`` epochs, the trunk frozen.
 

@@ -139,6 +139,10 @@ class StudySettings:
     limit: int | None = None
     permuted_tasks: int | None = None
     hidden: tuple[int, ...] = (400, 400)
+    #: output channels of 5×5 conv + 2×2 max-pool blocks in front of ``hidden``, every method
+    #: alike (a LeNet-style trunk, :class:`~neuron_importance.continual.ContinualCNN`);
+    #: empty = the MLP
+    conv: tuple[int, ...] = ()
     batch_size: int = 256
     patience: int = 2
     scenario: str = "task"
@@ -206,8 +210,8 @@ class StudySettings:
         """The settings a study wrote to results.json (``settings``), read back; keys that are
         not fields (``nai_defaults``, ...) and fields added since (their defaults) are fine."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if k == "hidden" else v for k, v in saved.items()
-                      if k in names})
+        return cls(**{k: tuple(v) if k in ("hidden", "conv") else v
+                      for k, v in saved.items() if k in names})
 
     def check(self) -> None:
         from neuron_importance.continual import (
@@ -253,7 +257,8 @@ class StudySettings:
             raise ValueError("selection one-se needs the standard error of the validation ACC "
                              f"over training seeds: set seeds >= 2 (got {self.seeds})")
         # the training protocol's own checks, as the grid points get make_strategy's
-        TrainConfig(dropout=self.dropout, head_warmup=self.head_warmup)
+        TrainConfig(dropout=self.dropout, head_warmup=self.head_warmup,
+                    conv=tuple(self.conv))
         w = self.head_warmup
         shared = [b for b in self.benchmarks if b in SHARED_HEAD_BENCHMARKS]
         if w and shared:
@@ -444,6 +449,8 @@ class RunSpec:
             extra["dropout"] = float(settings.dropout)
         if settings.head_warmup:
             extra["head_warmup"] = int(settings.head_warmup)
+        if settings.conv:
+            extra["conv"] = [int(c) for c in settings.conv]
         # asdict(self) holds the training seed under "seed", the key under which earlier
         # studies stored settings.seed, so their runs keep their keys
         blob = json.dumps({**spec, "limit": settings.limit, "hidden": settings.hidden,
@@ -514,7 +521,7 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
                          hidden=tuple(settings.hidden), patience=settings.patience,
                          scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout,
-                         head_warmup=settings.head_warmup)
+                         head_warmup=settings.head_warmup, conv=tuple(settings.conv))
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
     rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json(),
@@ -1007,7 +1014,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     lines = [
         "# Continual learning with neuron activation importance: task-order study", "",
         f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
-        f"(identity, reverse, seeded permutations); MLP {s['hidden']}"
+        f"(identity, reverse, seeded permutations); "
+        + (f"CNN: 5x5 conv + 2x2 max-pool blocks of {s['conv']} channels, then fully "
+           f"connected layers {s['hidden']}" if s.get("conv") else f"MLP {s['hidden']}")
         + (f" with dropout {s['dropout']} after each hidden layer" if s.get("dropout") else "")
         + (f" ({s['head_warmup']} epoch(s) of training each new head alone, the trunk "
            "frozen, before each task)" if s.get("head_warmup") else "")

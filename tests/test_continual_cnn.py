@@ -1,0 +1,240 @@
+"""The convolutional trunk of the continual-learning benchmarks and NAI on it.
+
+Synthetic 1×12×12 "images" keep these tests fast; the oracles are computed here from forward
+hooks (activation moments) and from TotalConductance called directly, independently of NAI's
+own walk of the trunk.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from neuron_importance import TotalConductance
+from neuron_importance.continual import (
+    NAI,
+    ContinualCNN,
+    ContinualMLP,
+    NAIOptions,
+    Task,
+    TaskData,
+    TaskStream,
+    TrainConfig,
+    run_sequence,
+)
+from neuron_importance.continual.nai import trunk_unit_layers
+from neuron_importance.continual.strategies import _shared, per_example_grads
+from neuron_importance.continual.trainer import _config_key, build_model
+
+SHAPE = (1, 12, 12)
+N_IN = 144
+
+
+def small_cnn(**kw) -> ContinualCNN:
+    torch.manual_seed(0)
+    return ContinualCNN(N_IN, conv=(3, 4), hidden=(5,), head_sizes=(2, 2), image_shape=SHAPE,
+                        kernel=3, **kw)
+
+
+def image_stream(n_tasks: int = 2, n: int = 96, seed: int = 0) -> TaskStream:
+    """Two classes per task: a bright 3×3 patch in one of two places (per task)."""
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        def draw(m: int, t: int = t) -> tuple[torch.Tensor, torch.Tensor]:
+            y = torch.randint(0, 2, (m,), generator=g)
+            x = 0.3 * torch.randn(m, 12, 12, generator=g)
+            r = 1 + 5 * t
+            for i in range(m):
+                c = 1 if y[i] == 0 else 8
+                x[i, r:r + 3, c:c + 2] += 2.0
+            return x.reshape(m, N_IN), y
+
+        (xtr, ytr), (xva, yva), (xte, yte) = draw(n), draw(n // 4), draw(n // 2)
+        tasks.append(Task(t, f"patch {t}", (2 * t, 2 * t + 1), xtr, ytr, xva, yva, xte, yte,
+                          ytr + 2 * t, yva + 2 * t, yte + 2 * t))
+    return TaskStream("patches", tasks, tuple(range(n_tasks)), shared_head=False,
+                      head_sizes=(2,) * n_tasks, n_global_classes=2 * n_tasks)
+
+
+def test_cnn_trunk_layout_and_errors() -> None:
+    model = small_cnn()
+    assert [type(m).__name__ for m in model.trunk] == [
+        "Unflatten", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten",
+        "Linear", "ReLU"]
+    # 12 → conv5 → 8 → pool → 4 → conv5 → 0: too small
+    with pytest.raises(ValueError, match="shrinks"):
+        ContinualCNN(N_IN, conv=(3, 4), hidden=(5,), image_shape=SHAPE, kernel=5)
+    with pytest.raises(ValueError, match="has 144 values, but the inputs have 65"):
+        ContinualCNN(65, conv=(3,), image_shape=SHAPE)
+    with pytest.raises(ValueError, match="65 input features are no square image"):
+        ContinualCNN(65, conv=(3,))
+    with pytest.raises(ValueError, match="ContinualMLP"):
+        ContinualCNN(N_IN, conv=(), image_shape=SHAPE)
+    with pytest.raises(ValueError, match="dropout"):
+        ContinualCNN(784, dropout=1.0)
+    # the 28×28 default: two 5×5 blocks leave 32 channels of 4×4
+    big = ContinualCNN(784, conv=(16, 32), hidden=(256,))
+    assert big.trunk[8].in_features == 32 * 4 * 4
+    assert big(torch.randn(3, 784), task=4).shape == (3, 2)
+    # units NAI walks: each conv (its channels) and each Linear, paired with its activation
+    assert trunk_unit_layers(model) == [("1", "2"), ("4", "5"), ("8", "9")]
+    # only the trunk is shared (heads are per task)
+    assert set(_shared(model)) == {k for k, _ in model.trunk.named_parameters(prefix="trunk")}
+
+
+def test_train_config_builds_the_cnn_and_keys_it_apart() -> None:
+    stream = image_stream()
+    with pytest.raises(ValueError, match="conv"):
+        TrainConfig(conv=(0,))
+    assert "conv" not in _config_key(TrainConfig())  # MLP runs keep their keys
+    assert _config_key(TrainConfig(conv=(3, 4)))["conv"] == (3, 4)
+    assert isinstance(build_model(stream.reordered([0, 1]), TrainConfig()), ContinualMLP)
+
+
+def _moments(model: ContinualCNN, x: torch.Tensor) -> list[torch.Tensor]:
+    """E[h²] per unit of each activation (a conv channel: pooled over its positions)."""
+    acts: list[torch.Tensor] = []
+    hooks = [model.trunk[i].register_forward_hook(lambda m, a, out: acts.append(out.detach()))
+             for i in (2, 5, 9)]
+    with torch.no_grad():
+        model(x, task=0)
+    for h in hooks:
+        h.remove()
+    return [a.double().square().transpose(0, 1).reshape(a.shape[1], -1).mean(1) for a in acts]
+
+
+def test_nai_cnn_weight_importance_is_the_channel_product() -> None:
+    """Ω of a conv kernel entry (c_out, c_in, ·, ·) is I(c_out)·I(c_in), the same over the
+    kernel; the Linear after Flatten reads channel c at H·W positions in a row."""
+    model = small_cnn()
+    x = torch.randn(40, N_IN)
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", map="prod", stat="sq"))
+    nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
+    m1, m2, m3 = _moments(model, x)
+    x_in = x.double().square().mean()  # one input channel: E[x²] over examples and pixels
+    om = nai.omega
+    assert om["trunk.1.weight"].shape == (3, 1, 3, 3)
+    torch.testing.assert_close(om["trunk.1.weight"],
+                               (m1 * x_in)[:, None, None, None].expand(3, 1, 3, 3).float())
+    torch.testing.assert_close(om["trunk.4.weight"],
+                               (m2[:, None] * m1[None, :])[:, :, None, None]
+                               .expand(4, 3, 3, 3).float())
+    # 12 → 10 → 5 → 3 → 1: each of the 4 channels is one position, so in_features = 4
+    torch.testing.assert_close(om["trunk.8.weight"], (m3[:, None] * m2[None, :]).float())
+    torch.testing.assert_close(om["trunk.4.bias"], m2.float())
+
+
+def test_nai_flatten_repeats_each_channel_over_its_positions() -> None:
+    torch.manual_seed(1)
+    model = ContinualCNN(N_IN, conv=(3,), hidden=(5,), head_sizes=(2,), image_shape=SHAPE,
+                         kernel=7)  # 12 → 6 → pool → 3: 3 channels × 9 positions
+    x = torch.randn(30, N_IN)
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", map="prod", stat="sq"))
+    nai.after_task(model, TaskData(x, torch.zeros(30, dtype=torch.long), model, 0, 0))
+    acts: list[torch.Tensor] = []
+    h1 = model.trunk[2].register_forward_hook(lambda m, a, out: acts.append(out.detach()))
+    h2 = model.trunk[6].register_forward_hook(lambda m, a, out: acts.append(out.detach()))
+    with torch.no_grad():
+        model(x, task=0)
+    h1.remove()
+    h2.remove()
+    conv_m = acts[0].double().square().mean((0, 2, 3))
+    fc_m = acts[1].double().square().mean(0)
+    expected = fc_m[:, None] * conv_m.repeat_interleave(9)[None, :]
+    assert nai.omega["trunk.5.weight"].shape == (5, 27)
+    torch.testing.assert_close(nai.omega["trunk.5.weight"], expected.float())
+
+
+def test_nai_cnn_conductance_is_the_channel_sum_of_total_conductance() -> None:
+    """source='conductance': a channel's importance is E[(Σ_positions c)²] over examples, with
+    the conductances from TotalConductance of the (centred) true-class logit."""
+    model = small_cnn()
+    x, y = torch.randn(24, N_IN), torch.randint(0, 2, (24,))
+    opts = NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                      conductance_steps=8, conductance_target="logit", floor=0.0)
+    nai = NAI(1.0, opts)
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
+    for lin, act in (("1", "2"), ("4", "5"), ("8", "9")):
+        c = TotalConductance(model, f"trunk.{act}").attribute(
+            x, baselines=torch.zeros_like(x), target=y, additional_forward_args=(1,),
+            n_steps=8, completeness_tol=None).detach().double()
+        per_unit = c.flatten(2).sum(2) if c.dim() > 2 else c
+        torch.testing.assert_close(nai.last_importance[f"trunk.{lin}"],
+                                   per_unit.square().mean(0), rtol=1e-5, atol=1e-9)
+    # completeness at the channel level: the channels' conductances of conv 1 sum to the
+    # change of the true-class logit from the zero baseline (n_steps=8, so loosely)
+    c1 = TotalConductance(model, "trunk.2").attribute(
+        x, baselines=torch.zeros_like(x), target=y, additional_forward_args=(1,), n_steps=64,
+        completeness_tol=None).detach()
+    with torch.no_grad():
+        change = (model(x, task=1) - model(torch.zeros_like(x), task=1)).gather(1, y[:, None])
+    torch.testing.assert_close(c1.flatten(1).sum(1), change.squeeze(1), rtol=0.05, atol=0.05)
+
+
+def test_nai_cnn_refuses_the_linear_only_switches() -> None:
+    model = small_cnn()
+    data = TaskData(torch.randn(8, N_IN), torch.zeros(8, dtype=torch.long), model, 0, 0)
+    for opts in (NAIOptions(reinit=0.1), NAIOptions(downstream="weights"),
+                 NAIOptions(penalty="group")):
+        with pytest.raises(ValueError, match=r"trunk\.1 is a Conv2d"):
+            NAI(1.0, opts).after_task(model, data)
+
+
+def test_nai_refuses_an_activation_less_conv() -> None:
+    class Bad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Unflatten(1, SHAPE), nn.Conv2d(1, 2, 3),
+                                       nn.MaxPool2d(2), nn.Flatten())
+
+    with pytest.raises(TypeError, match=r"trunk\.1 \(Conv2d\) is not followed by an act"):
+        trunk_unit_layers(Bad())
+
+
+def test_per_example_sums_of_a_cnn_equal_a_loop() -> None:
+    """EWC / MAS on a CNN take the vmap path (conv weights are not outer products)."""
+    model = small_cnn().double()
+    x, y = torch.randn(10, N_IN, dtype=torch.float64), torch.randint(0, 2, (10,))
+
+    def nll(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(out[None], t[None])
+
+    got = per_example_grads(model, nll, x, y, 1, chunk=4)
+    params = _shared(model)
+    want = {k: torch.zeros_like(p) for k, p in params.items()}
+    for i in range(10):
+        model.zero_grad()
+        nll(model(x[i:i + 1], task=1)[0], y[i]).backward()
+        for k, p in params.items():
+            want[k] += p.grad.square()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+
+
+@pytest.mark.parametrize("method, hp", [
+    ("ewc", {"lam": 10.0}), ("si", {"c": 0.1}), ("mas", {"lam": 0.1}),
+    ("nai", {"lam": 0.1, "source": "conductance", "conductance_stat": "sq",
+             "conductance_target": "centred", "conductance_weight": "fisher",
+             "conductance_steps": 4}),
+])
+def test_every_regulariser_trains_a_cnn_and_resumes_exactly(tmp_path, method: str,
+                                                             hp: dict) -> None:
+    # 12×12 images, 5×5 kernels: one block leaves 4 channels of 4×4
+    cfg = TrainConfig(epochs=3, batch_size=32, hidden=(8,), conv=(4,), patience=1, lr=1e-2)
+    stream = image_stream()
+    assert isinstance(build_model(stream, cfg), ContinualCNN)
+    full = run_sequence(stream, method, hp, cfg)
+    assert all(full.acc_matrix[i][i] > 80 for i in range(2)), full.acc_matrix
+    ckpt = tmp_path / "run.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop(msg: str) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_sequence(stream, method, hp, cfg, checkpoint=ckpt, log=stop)
+    assert run_sequence(stream, method, hp, cfg, checkpoint=ckpt).acc_matrix == full.acc_matrix
