@@ -861,3 +861,26 @@ def test_headline_says_each_goal_met_or_missed_to_three_decimals() -> None:
     # no NAI variant in the study: no goal line
     assert len(headline({"summary": {"split-mnist": {"si": summary["split-mnist"]["si"]}},
                          "goals": {"split-mnist": {}}})) == 1
+
+
+def test_cli_conv_trunk_study_is_keyed_apart_and_reported(tmp_path: Path, data_root: Path,
+                                                          capsys) -> None:
+    """``--conv`` trains a CNN for every method; its runs never reuse the MLP's."""
+    out = tmp_path / "out"
+    common = ["reproduce", "continual", "--quick", "--quiet", "--out", str(out),
+              "--data-dir", str(data_root), "--benchmarks", "split-mnist",
+              "--methods", "finetune,nai", "--orders", "2", "--epochs", "1", "--no-class-il",
+              "--no-ablation", "--hidden", "8", "--grid", "nai:lam=0.5"]
+    assert main(common + ["--conv", "2,3"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["conv"] == [2, 3]
+    assert "CNN" in (out / "report.md").read_text()
+    cnn_keys = {r["key"] for r in map(json.loads, (out / "runs.jsonl").read_text().splitlines())}
+    assert main(common) == 0  # the MLP study in the same folder trains its own runs
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["conv"] == []
+    keys = {r["key"] for r in map(json.loads, (out / "runs.jsonl").read_text().splitlines())}
+    assert len(keys) == 2 * len(cnn_keys) and cnn_keys < keys
+    capsys.readouterr()
+    assert main(common + ["--conv", "0"]) == 2
+    assert "argument --conv: must be comma-separated positive" in capsys.readouterr().err
