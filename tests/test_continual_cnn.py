@@ -238,3 +238,95 @@ def test_every_regulariser_trains_a_cnn_and_resumes_exactly(tmp_path, method: st
     with pytest.raises(Stop):
         run_sequence(stream, method, hp, cfg, checkpoint=ckpt, log=stop)
     assert run_sequence(stream, method, hp, cfg, checkpoint=ckpt).acc_matrix == full.acc_matrix
+
+
+def _pos_moments(model: ContinualCNN, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    """E[h²] of every unit (channel, row, column) at each activation and at the pool outputs."""
+    acts: dict[int, torch.Tensor] = {}
+    hooks = [model.trunk[i].register_forward_hook(
+        lambda m, a, out, i=i: acts.__setitem__(i, out.detach().double().square().mean(0)))
+        for i in range(1, len(model.trunk))]
+    with torch.no_grad():
+        model(x, task=0)
+    for h in hooks:
+        h.remove()
+    return acts
+
+
+@pytest.mark.parametrize("map_", ["prod", "max"])
+def test_nai_position_units_average_each_kernel_entry_over_its_uses(map_: str) -> None:
+    """conv_units='position': Ω[o, i, u, v] = mean_p map(I_out[o, p], I_in[i, p + (u, v)]),
+    by explicit loops; the input map of conv 2 is conv 1's map average-pooled 2×2; the
+    Linear after Flatten pairs each position's own importance."""
+    model = small_cnn()
+    x = torch.randn(40, N_IN)
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="none", map=map_, stat="sq",
+                              conv_units="position"))
+    nai.after_task(model, TaskData(x, torch.zeros(40, dtype=torch.long), model, 0, 0))
+    m = _pos_moments(model, x)
+    pair = (lambda a, b: a * b) if map_ == "prod" else torch.maximum
+    x_map = x.double().square().mean(0).reshape(SHAPE)
+
+    def loops(i_out: torch.Tensor, i_in: torch.Tensor, k: int) -> torch.Tensor:
+        c_out, h_out, w_out = i_out.shape
+        om = torch.zeros(c_out, i_in.shape[0], k, k, dtype=torch.float64)
+        for o in range(c_out):
+            for i in range(i_in.shape[0]):
+                for u in range(k):
+                    for v in range(k):
+                        vals = [pair(i_out[o, r, c], i_in[i, r + u, c + v])
+                                for r in range(h_out) for c in range(w_out)]
+                        om[o, i, u, v] = torch.stack(vals).mean()
+        return om
+
+    torch.testing.assert_close(nai.omega["trunk.1.weight"],
+                               loops(m[2], x_map, 3).float())
+    pooled = torch.nn.functional.avg_pool2d(m[2][None], 2)[0]  # 10×10 → 5×5
+    torch.testing.assert_close(nai.omega["trunk.4.weight"], loops(m[5], pooled, 3).float())
+    torch.testing.assert_close(nai.omega["trunk.4.bias"], m[5].flatten(1).mean(1).float())
+    # conv 2's 3×3 map pools to 1×1 before Flatten: 4 positions in all
+    flat = torch.nn.functional.avg_pool2d(m[5][None], 2)[0].flatten()
+    torch.testing.assert_close(nai.omega["trunk.8.weight"],
+                               pair(m[9][:, None], flat[None, :]).float())
+
+
+def test_nai_position_units_of_a_map_that_flattens_to_many_positions() -> None:
+    torch.manual_seed(2)
+    model = ContinualCNN(N_IN, conv=(2,), hidden=(3,), head_sizes=(2,), image_shape=SHAPE,
+                         kernel=5)  # 12 → 8 → pool → 4: 2 channels × 16 positions
+    x = torch.randn(30, N_IN)
+    nai = NAI(1.0, NAIOptions(floor=0.0, norm="mean", conv_units="position"))
+    nai.after_task(model, TaskData(x, torch.zeros(30, dtype=torch.long), model, 0, 0))
+    m = _pos_moments(model, x)
+    i_fc = m[6] / m[6].mean()
+    pooled = torch.nn.functional.avg_pool2d((m[2] / m[2].mean())[None], 2)[0].flatten()
+    torch.testing.assert_close(nai.omega["trunk.5.weight"],
+                               (i_fc[:, None] * pooled[None, :]).float())
+    assert nai.last_importance["trunk.1"].shape == (2, 8, 8)
+    assert nai.last_importance["trunk.1"].mean().item() == pytest.approx(1.0)
+    # the channel mode of the same model repeats each channel's mean over its positions
+    chan = NAI(1.0, NAIOptions(floor=0.0, norm="mean"))
+    chan.after_task(model, TaskData(x, torch.zeros(30, dtype=torch.long), model, 0, 0))
+    assert not torch.allclose(chan.omega["trunk.5.weight"], nai.omega["trunk.5.weight"])
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "fisher"])
+def test_nai_position_units_from_conductance_keep_each_position(weighting: str) -> None:
+    model = small_cnn()
+    x, y = torch.randn(16, N_IN), torch.randint(0, 2, (16,))
+    opts = NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                      conductance_steps=4, conductance_target="logit", floor=0.0,
+                      conv_units="position", conductance_weight=weighting)
+    nai = NAI(1.0, opts)
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    c = TotalConductance(model, "trunk.5").attribute(
+        x, baselines=torch.zeros_like(x), target=y, additional_forward_args=(0,), n_steps=4,
+        completeness_tol=None).detach().double()
+    w = torch.ones(16, dtype=torch.float64)
+    if weighting == "fisher":  # p_y (1 − p_y), normalised to mean 1
+        with torch.no_grad():
+            p_y = torch.softmax(model(x, task=0).double(), 1).gather(1, y[:, None])[:, 0]
+        w = p_y * (1 - p_y) / (p_y * (1 - p_y)).mean()
+    torch.testing.assert_close(nai.last_importance["trunk.4"],
+                               (c.square() * w[:, None, None, None]).mean(0),
+                               rtol=1e-5, atol=1e-9)

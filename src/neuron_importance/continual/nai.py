@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..neurons.activation import activation_statistics
@@ -127,6 +128,14 @@ class NAIOptions:
             maximum of each task's heavy-tailed moments, which differs from task to task
             (session 15, docs/continual.md). Task heads are not regularised, so it does
             nothing without a shared head.
+        conv_units: what a unit of a ``Conv2d`` layer is. ``channel``: each output channel
+            (its statistic averaged over its positions; a kernel's Ω is the same over its
+            k×k entries). ``position``: each (channel, row, column) of the feature map, as the
+            units of a ``Linear`` layer; a kernel entry (o, i, u, v) is used at every output
+            position p, so its Ω is the mean over p of ``map(I_out[o, p], I_in[i, p + (u, v)])``,
+            and the ``Linear`` after ``Flatten`` reads each position's own importance. The
+            importance map of a layer's inputs is average-pooled to the size the layer reads
+            when a pooling layer lies between (2×2 max-pool: the mean of each window).
     """
 
     stat: str = "sq"
@@ -149,6 +158,7 @@ class NAIOptions:
     floor: float = 0.003
     head_scale: float = 1.0
     conductance_weight: str = "uniform"
+    conv_units: str = "channel"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -160,6 +170,7 @@ class NAIOptions:
             ("conductance_stat", ("abs", "sq")),
             ("conductance_target", ("logit", "centred")),
             ("conductance_weight", ("uniform", "fisher")),
+            ("conv_units", ("channel", "position")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -225,6 +236,76 @@ def _per_unit(m: Tensor) -> Tensor:
     return m.flatten(1).mean(1) if m.dim() > 1 else m
 
 
+def _map_shapes(model: MultiHeadNet) -> dict[str, tuple[tuple[int, ...], list[nn.Module]]]:
+    """Per weight layer of the trunk: the unit map it reads, ``(C, H, W)`` (for a ``Linear``
+    after ``Flatten``, the map that ``Flatten`` received; ``()`` for a flat input), and the
+    pooling layers between it and the weight layer before it (one probe forward)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    between: dict[str, list[nn.Module]] = {}
+    flat_shape: list[tuple[int, ...]] = []
+    pools: list[nn.Module] = []
+    hooks = []
+    for name, mod in model.trunk.named_children():
+        if isinstance(mod, nn.Flatten):
+            hooks.append(mod.register_forward_hook(
+                lambda m, a, out: flat_shape.append(tuple(a[0].shape[1:]))))
+        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            pools.append(mod)
+        elif isinstance(mod, _WEIGHT_LAYERS):
+            def record(m, a, out, name=f"trunk.{name}"):
+                shapes[name] = (tuple(a[0].shape[1:]) if a[0].dim() > 2
+                                else flat_shape[-1] if flat_shape else ())
+            hooks.append(mod.register_forward_hook(record))
+            between[f"trunk.{name}"], pools = pools, []
+    p = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model.trunk(torch.zeros(1, model.config["n_inputs"], dtype=p.dtype,
+                                    device=p.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: (v, between[k]) for k, v in shapes.items()}
+
+
+def _to_map(i_in: Tensor, shape: tuple[int, ...], pools: list[nn.Module],
+            name: str) -> Tensor:
+    """Input-unit importances as the ``(C, H, W)`` map ``name`` reads. A map taken before a
+    pooling layer is average-pooled over the same windows (a max-pooled unit stands for its
+    window), so the result is the importance of the units the layer reads."""
+    if i_in.dim() == 1:
+        return i_in.reshape(shape)
+    for pool in pools:
+        i_in = F.avg_pool2d(i_in[None], pool.kernel_size, pool.stride, pool.padding,
+                            ceil_mode=pool.ceil_mode)[0]
+    if tuple(i_in.shape) != tuple(shape):
+        raise ValueError(f"NAI: {name} reads a {tuple(shape)} map, but the units before it "
+                         f"pool to {tuple(i_in.shape)}")
+    return i_in
+
+
+def _conv_position_omega(i_out: Tensor, i_in: Tensor | None, w: Tensor, how: str,
+                         name: str) -> Tensor:
+    """Ω of a conv kernel from per-position unit importances (``conv_units="position"``).
+
+    Entry (o, i, u, v) multiplies input unit (i, p + (u, v)) into output unit (o, p) at every
+    output position p, so Ω[o, i, u, v] = mean_p map(I_out[o, p], I_in[i, p + (u, v)]).
+    """
+    c_out, c_in, kh, kw = w.shape
+    a = i_out.reshape(c_out, -1)  # (C_out, P)
+    if i_in is None:  # the inputs have importance 0: every entry takes its unit's importance
+        return a.mean(1)[:, None, None, None].expand(w.shape)
+    cols = F.unfold(i_in[None], (kh, kw))[0].reshape(c_in, kh * kw, -1)  # (C_in, k², P)
+    if cols.shape[-1] != a.shape[1]:
+        raise ValueError(f"NAI: {name} maps {tuple(i_in.shape)} to {tuple(i_out.shape)}; "
+                         "conv_units='position' supports stride 1 without padding")
+    if how == "prod":
+        om = torch.einsum("op,ikp->oik", a, cols) / a.shape[1]
+    else:
+        om = _pair_elementwise(a[:, None, None, :], cols[None], how).mean(-1)
+    return om.reshape(w.shape)
+
+
 def _expand_in(i_in: Tensor, n_in: int, name: str) -> Tensor:
     """Input-unit importances for a layer with ``n_in`` inputs.
 
@@ -267,9 +348,13 @@ def _pair(i_out: Tensor, i_in: Tensor | None, how: str) -> Tensor:
     """Ω of a weight matrix ``(out, in)`` from its end units' importances."""
     if i_in is None:  # first layer: the inputs have importance 0 → the unit's own importance
         return i_out[:, None]
-    a, b = i_out[:, None], i_in[None, :]
+    return _pair_elementwise(i_out[:, None], i_in[None, :], how)
+
+
+def _pair_elementwise(a: Tensor, b: Tensor, how: str) -> Tensor:
+    """``map(a, b)`` of :class:`NAIOptions`, broadcast."""
     if how == "out":
-        return a.expand(-1, b.shape[1])
+        return torch.broadcast_tensors(a, b)[0]
     if how == "max":
         return torch.maximum(a, b)
     if how == "mean":
@@ -365,12 +450,14 @@ class NAI(Strategy):
                         )
                         # a channel's conductance is the sum over its positions (the
                         # conductances of a layer sum to the output change: completeness)
-                        c = c.detach().double().flatten(2).sum(2) if c.dim() > 2 else \
-                            c.detach().double()
+                        c = c.detach().double()
+                        if c.dim() > 2 and o.conv_units == "channel":
+                            c = c.flatten(2).sum(2)
                         part = c.square() if o.conductance_stat == "sq" else c.abs()
                         if weight is not None:
-                            part = part * weight[s:s + 512, None]
-                        part = part.sum(0)
+                            w_s = weight[s:s + 512]
+                            part = part * w_s.view(-1, *([1] * (part.dim() - 1)))
+                        part = part.sum(0)  # per unit: (C,) or, per position, (C, H, W)
                         acc = part if acc is None else acc + part
                     raw[f"trunk.{lin}"] = acc / x.shape[0]
             finally:
@@ -393,11 +480,12 @@ class NAI(Strategy):
                     frac = st.frac_active
                     m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),
                                     torch.zeros_like(frac))
-                raw[f"trunk.{lin}"] = _per_unit(m)
+                raw[f"trunk.{lin}"] = m if o.conv_units == "position" else _per_unit(m)
         if o.input_importance == "activation":
             xd = x.double()
             first = getattr(model.trunk, pairs[0][0])
-            if isinstance(first, nn.Conv2d):  # the input units are the image's channels
+            if isinstance(first, nn.Conv2d) and o.conv_units == "channel":
+                # the input units are the image's channels
                 xd = xd.reshape(xd.shape[0], first.in_channels, -1).transpose(1, 2)
                 xd = xd.reshape(-1, first.in_channels)
             raw["input"] = xd.square().mean(0) if o.stat == "sq" else xd.abs().mean(0)
@@ -418,16 +506,25 @@ class NAI(Strategy):
         if model.shared_head:
             names.append("heads.0")
         params = dict(model.named_parameters())
+        maps = _map_shapes(model) if o.conv_units == "position" else {}
         for name in names:
             i_out = unit[name]
             w = params[f"{name}.weight"]
-            if prev is not None:
-                prev = _expand_in(prev, w.shape[1], name)
-            om = _pair(i_out, prev, o.map)
-            if w.dim() == 4:  # a conv kernel (out, in, kh, kw): one Ω per channel pair
-                om = om[:, :, None, None]
-            om = om.expand(w.shape)
-            ob = i_out
+            if name in maps and maps[name][0] and prev is not None:
+                prev = _to_map(prev, *maps[name], name)
+                if w.dim() == 2:  # Flatten: the Linear reads each position's own unit
+                    prev = prev.flatten()
+            if w.dim() == 4 and o.conv_units == "position":
+                om = _conv_position_omega(i_out, prev, w, o.map, name)
+                ob = i_out.reshape(w.shape[0], -1).mean(1)
+            else:
+                if prev is not None:
+                    prev = _expand_in(prev, w.shape[1], name)
+                om = _pair(i_out, prev, o.map)
+                if w.dim() == 4:  # a conv kernel (out, in, kh, kw): one Ω per channel pair
+                    om = om[:, :, None, None]
+                om = om.expand(w.shape)
+                ob = i_out
             if o.floor > 0:
                 om = om + o.floor * om.mean()
                 ob = ob + o.floor * ob.mean()
@@ -464,7 +561,9 @@ class NAI(Strategy):
         # the model trains on (conductance comes back on the model's device, a shared head's
         # uniform importances are made on the CPU); Ω moves to the model's device below
         raw = {k: v.detach().to("cpu", torch.float64) for k, v in self._raw(model, data).items()}
-        unit = {k: normalise(v, o.norm, o.tau) for k, v in raw.items()}
+        # per layer over all its units (a per-position map included), kept in its shape
+        unit = {k: normalise(v.flatten(), o.norm, o.tau).reshape(v.shape)
+                for k, v in raw.items()}
         if o.downstream == "weights":
             self._weight_by_downstream(model, unit, data.head)
         self.last_importance = {k: v.clone() for k, v in unit.items()}
