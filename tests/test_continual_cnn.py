@@ -330,3 +330,68 @@ def test_nai_position_units_from_conductance_keep_each_position(weighting: str) 
     torch.testing.assert_close(nai.last_importance["trunk.4"],
                                (c.square() * w[:, None, None, None]).mean(0),
                                rtol=1e-5, atol=1e-9)
+
+
+def _conductances(model, x, y, head, act: str, steps: int) -> torch.Tensor:
+    return TotalConductance(model, f"trunk.{act}").attribute(
+        x, baselines=torch.zeros_like(x), target=y, additional_forward_args=(head,),
+        n_steps=steps, completeness_tol=None).detach().double()
+
+
+def _layer_inputs(model, x, head) -> dict[int, torch.Tensor]:
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, a[0].detach()))
+             for i, m in enumerate(model.trunk) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        model(x, task=head)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_nai_joint_map_is_the_per_example_product_on_an_mlp() -> None:
+    torch.manual_seed(3)
+    model = ContinualMLP(6, (5, 4), (2, 2)).double()
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 2, (20,))
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", map="joint",
+                              conductance_target="logit", conductance_steps=4, floor=0.0))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
+    ins = _layer_inputs(model, x, 1)
+    for lin, act in ((0, 1), (2, 3)):
+        c2 = _conductances(model, x, y, 1, str(act), 4).square()
+        a2 = ins[lin].square()
+        joint = torch.stack([c2[n][:, None] * a2[n][None, :] for n in range(20)]).mean(0)
+        torch.testing.assert_close(nai.omega[f"trunk.{lin}.weight"], joint / joint.mean())
+        # the bias keeps the unit's own (mean-normalised) importance
+        m = c2.mean(0)
+        torch.testing.assert_close(nai.omega[f"trunk.{lin}.bias"], m / m.mean())
+
+
+def test_nai_joint_map_of_a_conv_kernel_by_loops() -> None:
+    model = small_cnn().double()
+    x, y = torch.randn(6, N_IN, dtype=torch.float64), torch.randint(0, 2, (6,))
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", map="joint",
+                              conductance_target="logit", conductance_steps=4, floor=0.0,
+                              conductance_weight="fisher"))
+    nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    with torch.no_grad():
+        p_y = torch.softmax(model(x, task=0), 1).gather(1, y[:, None])[:, 0]
+    w = p_y * (1 - p_y) / (p_y * (1 - p_y)).mean()
+    s = _conductances(model, x, y, 0, "5", 4).square()  # (6, 4, 3, 3)
+    a2 = _layer_inputs(model, x, 0)[4].square()  # (6, 3, 5, 5)
+    om = torch.zeros(4, 3, 3, 3, dtype=torch.float64)
+    for o in range(4):
+        for i in range(3):
+            for u in range(3):
+                for v in range(3):
+                    om[o, i, u, v] = sum(w[n] * s[n, o, r, c] * a2[n, i, r + u, c + v]
+                                         for n in range(6) for r in range(3)
+                                         for c in range(3)) / (6 * 9)
+    torch.testing.assert_close(nai.omega["trunk.4.weight"], om / om.mean())
+
+
+def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
+    with pytest.raises(ValueError, match="map='joint' needs source='conductance'"):
+        NAIOptions(map="joint")
+    with pytest.raises(ValueError, match="norm='mean'"):
+        NAIOptions(map="joint", source="conductance", norm="max")

@@ -55,7 +55,7 @@ __all__ = ["NAI", "NAIOptions", "trunk_unit_layers"]
 
 _STATS = ("mean", "abs", "sq", "nonzero", "pre", "var")
 _NORMS = ("none", "mean", "max", "zscore", "rank", "softmax")
-_MAPS = ("out", "max", "mean", "min", "prod")
+_MAPS = ("out", "max", "mean", "min", "prod", "joint")
 _ACCS = ("max", "decay", "mean", "sum")
 _PENALTIES = ("quad", "group")
 _SOURCES = ("activation", "conductance")
@@ -74,7 +74,15 @@ class NAIOptions:
         norm: per-layer normalisation: ``none``; ``mean`` m/mean(m); ``max`` m/max(m);
             ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ).
         map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
-            l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j.
+            l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j;
+            ``joint`` E_n[s_i(n)·a_j(n)²], the per-example product of unit i's importance
+            s_i(n) (its conductance statistic on example n) and the square of the input a_j(n)
+            that the weight multiplies, normalised to mean 1 per layer (for a conv kernel
+            entry, the mean over the output positions p of s_o(n, p)·a_i(n, p + (u, v))²).
+            ``prod`` is its value when s_i and a_j² are uncorrelated; ``joint`` keeps which
+            inputs are active *on the examples where the unit matters*, as the Fisher
+            E[δ_i² a_j²] of EWC does. Needs ``source="conductance"`` and ``norm="mean"``; a
+            shared head keeps ``prod``.
         acc: accumulation over tasks: ``max``; ``decay`` ηΩ + Ω_new; ``mean`` running mean;
             ``sum``.
         eta: the decay factor of ``acc="decay"``.
@@ -184,6 +192,9 @@ class NAIOptions:
             raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
         if not 0.0 <= self.reinit < 1.0:
             raise ValueError(f"NAI option reinit must be in [0, 1), got {self.reinit}")
+        if self.map == "joint" and (self.source != "conductance" or self.norm != "mean"):
+            raise ValueError("NAI option map='joint' needs source='conductance' and "
+                             f"norm='mean' (got source={self.source!r}, norm={self.norm!r})")
         if self.n_samples is not None and self.n_samples < 1:
             raise ValueError(f"NAI option n_samples must be positive, got {self.n_samples}")
 
@@ -411,15 +422,46 @@ class NAI(Strategy):
         self.n_tasks = 0
         #: the normalised unit importances of the last task, per layer (for plots/inspection)
         self.last_importance: dict[str, Tensor] = {}
+        self._joint: dict[str, Tensor] = {}  # map="joint": E_n[s_i(n) a_j(n)²] per layer
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lam": self.lam, **asdict(self.options)}
 
     # ------------------------------------------------------------------ importances
 
+    def _add_joint(self, model: MultiHeadNet, lin: str, x: Tensor, head: int, c: Tensor,
+                   w: Tensor | None) -> None:
+        """Add Σ_n w_n s_i(n) a_j(n)² of one chunk to ``self._joint`` (``map="joint"``)."""
+        layer = getattr(model.trunk, lin)
+        seen: list[Tensor] = []
+        hook = layer.register_forward_hook(lambda m, a, out: seen.append(a[0].detach()))
+        try:
+            with torch.no_grad():
+                model(x, task=head)
+        finally:
+            hook.remove()
+        a2 = seen[0].double().square()
+        unit = c.square() if self.options.conductance_stat == "sq" else c.abs()
+        if w is not None:
+            unit = unit * w.to(unit).view(-1, *([1] * (unit.dim() - 1)))
+        if isinstance(layer, nn.Conv2d):
+            if layer.stride != (1, 1) or layer.padding != (0, 0) or layer.dilation != (1, 1):
+                raise ValueError(f"NAI: map='joint' supports Conv2d with stride 1 and no "
+                                 f"padding; trunk.{lin} has stride {layer.stride}, padding "
+                                 f"{layer.padding}")
+            cols = F.unfold(a2, layer.kernel_size)  # (n, C_in·kh·kw, P)
+            u = unit.flatten(2)  # (n, C_out, P)
+            part = torch.einsum("nop,nkp->ok", u, cols) / u.shape[-1]
+            part = part.reshape(layer.weight.shape)
+        else:
+            part = unit.T @ a2
+        name = f"trunk.{lin}"
+        self._joint[name] = part if name not in self._joint else self._joint[name] + part
+
     def _raw(self, model: MultiHeadNet, data: TaskData) -> dict[str, Tensor]:
         """Raw importance m^l per linear layer name (``trunk.<i>`` and ``heads.0``)."""
         o = self.options
+        self._joint = {}
         x, y = data.x, data.y
         if o.n_samples is not None and o.n_samples < x.shape[0]:
             g = torch.Generator().manual_seed(self.seed + 7919 * data.identity)
@@ -448,9 +490,12 @@ class NAI(Strategy):
                             target=y[s:s + 512], additional_forward_args=(data.head,),
                             n_steps=o.conductance_steps, completeness_tol=None,
                         )
+                        c = c.detach().double()
+                        if o.map == "joint":
+                            w_s = None if weight is None else weight[s:s + 512]
+                            self._add_joint(model, lin, x[s:s + 512], data.head, c, w_s)
                         # a channel's conductance is the sum over its positions (the
                         # conductances of a layer sum to the output change: completeness)
-                        c = c.detach().double()
                         if c.dim() > 2 and o.conv_units == "channel":
                             c = c.flatten(2).sum(2)
                         part = c.square() if o.conductance_stat == "sq" else c.abs()
@@ -460,6 +505,8 @@ class NAI(Strategy):
                         part = part.sum(0)  # per unit: (C,) or, per position, (C, H, W)
                         acc = part if acc is None else acc + part
                     raw[f"trunk.{lin}"] = acc / x.shape[0]
+                    if o.map == "joint":
+                        self._joint[f"trunk.{lin}"] /= x.shape[0]
             finally:
                 model.train(was_training)
         else:
@@ -514,7 +561,11 @@ class NAI(Strategy):
                 prev = _to_map(prev, *maps[name], name)
                 if w.dim() == 2:  # Flatten: the Linear reads each position's own unit
                     prev = prev.flatten()
-            if w.dim() == 4 and o.conv_units == "position":
+            if o.map == "joint" and name in self._joint:
+                j = self._joint[name]
+                om = j / j.mean() if j.mean() > 0 else torch.zeros_like(j)
+                ob = i_out.reshape(w.shape[0], -1).mean(1)
+            elif w.dim() == 4 and o.conv_units == "position":
                 om = _conv_position_omega(i_out, prev, w, o.map, name)
                 ob = i_out.reshape(w.shape[0], -1).mean(1)
             else:
