@@ -395,3 +395,38 @@ def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
         NAIOptions(map="joint")
     with pytest.raises(ValueError, match="norm='mean'"):
         NAIOptions(map="joint", source="conductance", norm="max")
+
+
+def test_nai_network_norm_keeps_the_layer_ratios_and_drops_the_task_scale() -> None:
+    """norm='network': one scale per task for the whole trunk. Doubling the task head doubles
+    every conductance, so E[c²] grows 4×: Ω is unchanged under 'network', 4× under 'none';
+    the ratio between two layers' mean importances is that of 'none'."""
+    model = small_cnn().double()
+    x, y = torch.randn(12, N_IN, dtype=torch.float64), torch.randint(0, 2, (12,))
+    base = dict(source="conductance", conductance_stat="sq", conductance_steps=4, floor=0.0)
+
+    def omega(norm: str, head_scale: float) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            model.heads[0].weight.mul_(head_scale)
+            model.heads[0].bias.mul_(head_scale)
+        nai = NAI(1.0, NAIOptions(norm=norm, **base))
+        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+        with torch.no_grad():
+            model.heads[0].weight.div_(head_scale)
+            model.heads[0].bias.div_(head_scale)
+        return {**nai.omega, **{f"unit:{k}": v for k, v in nai.last_importance.items()}}
+
+    net1, net2 = omega("network", 1.0), omega("network", 2.0)
+    none1, none2 = omega("none", 1.0), omega("none", 2.0)
+    for k in net1:
+        torch.testing.assert_close(net2[k], net1[k])
+        if k.startswith("unit:trunk"):
+            torch.testing.assert_close(none2[k], 4 * none1[k])
+    layers = ["unit:trunk.1", "unit:trunk.4", "unit:trunk.8"]
+    means = torch.stack([net1[k].mean() for k in layers])
+    assert means.mean().item() == pytest.approx(1.0)  # the mean of the layer means is 1
+    torch.testing.assert_close(means / means[0],
+                               torch.stack([none1[k].mean() for k in layers]) /
+                               none1[layers[0]].mean())
+    with pytest.raises(ValueError, match="per-layer norm"):
+        NAIOptions(norm="network", downstream="weights")

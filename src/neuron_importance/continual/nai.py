@@ -54,7 +54,7 @@ from .strategies import Strategy, TaskData, check_strength
 __all__ = ["NAI", "NAIOptions", "trunk_unit_layers"]
 
 _STATS = ("mean", "abs", "sq", "nonzero", "pre", "var")
-_NORMS = ("none", "mean", "max", "zscore", "rank", "softmax")
+_NORMS = ("none", "mean", "max", "zscore", "rank", "softmax", "network")
 _MAPS = ("out", "max", "mean", "min", "prod", "joint")
 _ACCS = ("max", "decay", "mean", "sum")
 _PENALTIES = ("quad", "group")
@@ -72,7 +72,14 @@ class NAIOptions:
             of the pre-activation z.
         collect_mode: ``eval`` (dropout off) or ``train``.
         norm: per-layer normalisation: ``none``; ``mean`` m/mean(m); ``max`` m/max(m);
-            ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ).
+            ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ);
+            or one scale per task for the whole trunk, ``network``: m^l / d with d the mean
+            over the trunk's layers of mean(m^l), so that every task's importances have the
+            same overall size (as with ``mean``) but the layers keep their ratios (a layer of
+            few units, whose conductances share the same output change, keeps its larger
+            per-unit importance; ``mean`` sets every layer to 1). The inputs' statistic, a
+            different quantity, is normalised by its own mean, and a shared head's uniform
+            importances are left as they are.
         map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
             l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j;
             ``joint`` E_n[s_i(n)·a_j(n)²], the per-example product of unit i's importance
@@ -192,6 +199,9 @@ class NAIOptions:
             raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
         if not 0.0 <= self.reinit < 1.0:
             raise ValueError(f"NAI option reinit must be in [0, 1), got {self.reinit}")
+        if self.norm == "network" and self.downstream != "none":
+            raise ValueError("NAI option downstream='weights' renormalises each layer; it "
+                             "needs a per-layer norm, not norm='network'")
         if self.map == "joint" and (self.source != "conductance" or self.norm != "mean"):
             raise ValueError("NAI option map='joint' needs source='conductance' and "
                              f"norm='mean' (got source={self.source!r}, norm={self.norm!r})")
@@ -613,8 +623,14 @@ class NAI(Strategy):
         # uniform importances are made on the CPU); Ω moves to the model's device below
         raw = {k: v.detach().to("cpu", torch.float64) for k, v in self._raw(model, data).items()}
         # per layer over all its units (a per-position map included), kept in its shape
-        unit = {k: normalise(v.flatten(), o.norm, o.tau).reshape(v.shape)
-                for k, v in raw.items()}
+        if o.norm == "network":
+            trunk = [v for k, v in raw.items() if k.startswith("trunk.")]
+            d = torch.stack([v.mean() for v in trunk]).mean()
+            unit = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
+                    else normalise(v, "mean") if k == "input" else v for k, v in raw.items()}
+        else:
+            unit = {k: normalise(v.flatten(), o.norm, o.tau).reshape(v.shape)
+                    for k, v in raw.items()}
         if o.downstream == "weights":
             self._weight_by_downstream(model, unit, data.head)
         self.last_importance = {k: v.clone() for k, v in unit.items()}
