@@ -75,11 +75,14 @@ class NAIOptions:
             ``zscore`` max(0, (m−μ)/σ); ``rank`` rank/(n−1); ``softmax`` n·softmax(m/τ);
             or one scale per task for the whole trunk, ``network``: m^l / d with d the mean
             over the trunk's layers of mean(m^l), so that every task's importances have the
-            same overall size (as with ``mean``) but the layers keep their ratios (a layer of
-            few units, whose conductances share the same output change, keeps its larger
-            per-unit importance; ``mean`` sets every layer to 1). The inputs' statistic, a
-            different quantity, is normalised by its own mean, and a shared head's uniform
-            importances are left as they are.
+            same overall size (as with ``mean``) but the layers' *unit* importances keep
+            their ratios (a layer of few units, whose conductances share the same output
+            change, keeps its larger per-unit importance; ``mean`` sets every layer to 1). A
+            weight between two hidden layers multiplies two of them (``map="prod"``), so its
+            Ω is divided by d², a first-layer weight's by d: the weights' layer ratios do
+            change (docs/continual.md, session 19). The inputs' statistic, a different
+            quantity, is normalised by its own mean, and a shared head's uniform importances
+            are left as they are.
         map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
             l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j;
             ``joint`` E_n[s_i(n)·a_j(n)²], the per-example product of unit i's importance
