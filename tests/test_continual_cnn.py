@@ -91,6 +91,10 @@ def test_train_config_builds_the_cnn_and_keys_it_apart() -> None:
     assert "conv" not in _config_key(TrainConfig())  # MLP runs keep their keys
     assert _config_key(TrainConfig(conv=(3, 4)))["conv"] == (3, 4)
     assert isinstance(build_model(stream.reordered([0, 1]), TrainConfig()), ContinualMLP)
+    # class-incremental: one shared head over every class, on the CNN too
+    one_head = build_model(stream, TrainConfig(conv=(2,), hidden=(4,), scenario="class"))
+    assert isinstance(one_head, ContinualCNN) and one_head.shared_head
+    assert one_head(torch.randn(3, N_IN)).shape == (3, 4)
 
 
 def _moments(model: ContinualCNN, x: torch.Tensor) -> list[torch.Tensor]:

@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from neuron_importance.continual import ContinualCNN, make_stream, make_strategy
+from neuron_importance.continual import ContinualCNN, make_strategy, make_stream
 from neuron_importance.continual.strategies import TaskData
 
 FISHER_NAI = dict(source="conductance", conductance_stat="sq", conductance_target="centred",
