@@ -224,8 +224,9 @@ def trunk_unit_layers(model: nn.Module) -> list[tuple[str, str]]:
     NAI needs to know which weights feed which units; it supports a ``trunk`` that is an
     ``nn.Sequential`` of ``Linear`` or ``Conv2d`` layers each followed by an elementwise
     activation, with ``Dropout``, ``MaxPool2d`` / ``AvgPool2d`` and ``Flatten`` between them and
-    an ``Unflatten`` first (:class:`~.models.MultiHeadNet`, :class:`~.models.ContinualCNN`). A
-    convolution's units are its output channels. It names the module at fault otherwise.
+    an ``Unflatten`` first (:class:`~.models.ContinualMLP`, :class:`~.models.ContinualCNN`).
+    The units of a convolution are its output channels, or each (channel, row, column) with
+    ``conv_units="position"``. It names the module at fault otherwise.
     """
     trunk = getattr(model, "trunk", None)
     if not isinstance(trunk, nn.Sequential):
@@ -389,7 +390,10 @@ def _pair_elementwise(a: Tensor, b: Tensor, how: str) -> Tensor:
 
 
 class _CentredLogits(nn.Module):
-    """``z − mean_k z_k`` of a :class:`~.models.MultiHeadNet` head (``conductance_target="centred"``)."""
+    """``z − mean_k z_k`` of a :class:`~.models.MultiHeadNet`'s head.
+
+    Used for ``conductance_target="centred"``.
+    """
 
     def __init__(self, net: MultiHeadNet) -> None:
         super().__init__()
@@ -625,13 +629,12 @@ class NAI(Strategy):
         # the model trains on (conductance comes back on the model's device, a shared head's
         # uniform importances are made on the CPU); Ω moves to the model's device below
         raw = {k: v.detach().to("cpu", torch.float64) for k, v in self._raw(model, data).items()}
-        # per layer over all its units (a per-position map included), kept in its shape
-        if o.norm == "network":
+        if o.norm == "network":  # one scale per task: the mean of the trunk's layer means
             trunk = [v for k, v in raw.items() if k.startswith("trunk.")]
             d = torch.stack([v.mean() for v in trunk]).mean()
             unit = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
                     else normalise(v, "mean") if k == "input" else v for k, v in raw.items()}
-        else:
+        else:  # per layer over all its units (a per-position map too), kept in its shape
             unit = {k: normalise(v.flatten(), o.norm, o.tau).reshape(v.shape)
                     for k, v in raw.items()}
         if o.downstream == "weights":
