@@ -355,7 +355,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert main(["reproduce", "continual", "--quick", "--dropout", "1"]) == 2
     assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--hidden", "400,x"]) == 2
-    assert "positive layer widths" in capsys.readouterr().err
+    assert "positive integers (layer widths" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
                  "--data-dir", str(data_root), "--selection", "one-se"]) == 2
     assert "one-se needs the standard error" in capsys.readouterr().err

@@ -137,7 +137,8 @@ def _widths(text: str) -> tuple[int, ...]:
         widths = ()
     if not widths or min(widths) < 1:
         raise argparse.ArgumentTypeError(
-            f"must be comma-separated positive layer widths such as 400,400, got {text!r}")
+            f"must be comma-separated positive integers (layer widths such as 400,400, or "
+            f"channel counts such as 16,32), got {text!r}")
     return widths
 
 
