@@ -434,3 +434,43 @@ def test_nai_network_norm_keeps_the_layer_ratios_and_drops_the_task_scale() -> N
                                none1[layers[0]].mean())
     with pytest.raises(ValueError, match="per-layer norm"):
         NAIOptions(norm="network", downstream="weights")
+
+
+def test_nai_activation_input_side_and_task_norm() -> None:
+    """input_side='activation': Ω_ij = E[c_i²]·E[a_j²] (a_j the input unit's activation);
+    norm='task' divides the trunk's Ω by one number, so a task whose logits are scaled by s
+    (every conductance × s, every Ω × s² alike) gets the same Ω."""
+    torch.manual_seed(4)
+    model = ContinualMLP(6, (5, 4), (2, 2)).double()
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 2, (20,))
+    base = dict(source="conductance", conductance_stat="sq", conductance_steps=4, floor=0.0,
+                conductance_target="logit", input_side="activation")
+
+    def omega(norm: str, head_scale: float) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            model.heads[1].weight.mul_(head_scale)
+            model.heads[1].bias.mul_(head_scale)
+        nai = NAI(1.0, NAIOptions(norm=norm, **base))
+        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
+        with torch.no_grad():
+            model.heads[1].weight.div_(head_scale)
+            model.heads[1].bias.div_(head_scale)
+        assert not any(k.startswith("act:") for k in nai.last_importance)
+        return nai.omega
+
+    none = omega("none", 1.0)
+    with torch.no_grad():
+        h1 = torch.relu(model.trunk[0](x))
+    c1 = _conductances(model, x, y, 1, "1", 4).square().mean(0)
+    c2 = _conductances(model, x, y, 1, "3", 4).square().mean(0)
+    torch.testing.assert_close(none["trunk.0.weight"], c1[:, None] * x.square().mean(0)[None])
+    torch.testing.assert_close(none["trunk.2.weight"], c2[:, None] * h1.square().mean(0)[None])
+    task1, task3 = omega("task", 1.0), omega("task", 3.0)
+    d = (none["trunk.0.weight"].mean() + none["trunk.2.weight"].mean()) / 2
+    for k in task1:
+        torch.testing.assert_close(task1[k], none[k] / d)
+        torch.testing.assert_close(task3[k], task1[k])
+    with pytest.raises(ValueError, match="norm='task' needs input_side='activation'"):
+        NAIOptions(norm="task", source="conductance")
+    with pytest.raises(ValueError, match="input_side='activation' needs source='conductance'"):
+        NAIOptions(input_side="activation")

@@ -3,7 +3,8 @@
 Trains the CNN of the study (conv 16, 32 + fc 256) on Split MNIST's first task (0 vs 1) for
 2 epochs, seed 0, then computes EWC's Fisher and NAI's Ω on 2,000 training examples, at the
 strengths the study froze (EWC λ 300; NAI with per-layer mean normalisation λ 0.03, without
-normalisation λ 3, with one scale per task for the whole trunk λ 0.1). Its output is in
+normalisation λ 3, with one scale per task for the whole trunk λ 0.1, and with the input
+side's activation moments and one scale per task on Ω λ 0.1). Its output is in
 ``layer_stiffness.txt`` beside this file. Run from the repository root:
 
     python docs/results/continual-cnn-split-mnist-10ep-seed10/layer_stiffness.py [DATA_DIR]
@@ -48,7 +49,10 @@ def main() -> None:
                               ("NAI, norm none, λ 3", "nai",
                                {"lam": 3.0, **FISHER_NAI, "norm": "none"}),
                               ("NAI, norm network, λ 0.1", "nai",
-                               {"lam": 0.1, **FISHER_NAI, "norm": "network"})]:
+                               {"lam": 0.1, **FISHER_NAI, "norm": "network"}),
+                              ("NAI, norm task, input side activation, λ 0.1", "nai",
+                               {"lam": 0.1, **FISHER_NAI, "norm": "task",
+                                "input_side": "activation"})]:
         s = make_strategy(method, hp)
         s.after_task(model, data)
         omega = s.terms[-1][1] if method == "ewc" else s.omega

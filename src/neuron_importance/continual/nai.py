@@ -54,7 +54,7 @@ from .strategies import Strategy, TaskData, check_strength
 __all__ = ["NAI", "NAIOptions", "trunk_unit_layers"]
 
 _STATS = ("mean", "abs", "sq", "nonzero", "pre", "var")
-_NORMS = ("none", "mean", "max", "zscore", "rank", "softmax", "network")
+_NORMS = ("none", "mean", "max", "zscore", "rank", "softmax", "network", "task")
 _MAPS = ("out", "max", "mean", "min", "prod", "joint")
 _ACCS = ("max", "decay", "mean", "sum")
 _PENALTIES = ("quad", "group")
@@ -82,7 +82,10 @@ class NAIOptions:
             Ω is divided by d², a first-layer weight's by d: the weights' layer ratios do
             change (docs/continual.md, session 19). The inputs' statistic, a different
             quantity, is normalised by its own mean, and a shared head's uniform importances
-            are left as they are.
+            are left as they are. ``task``: nothing is normalised per layer, and the task's
+            weight importances Ω of the trunk are divided by one number, the mean over its
+            weight tensors of mean(Ω); it needs ``input_side="activation"``, so that every
+            weight's Ω has one conductance factor and scales alike with the task's logits.
         map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
             l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j;
             ``joint`` E_n[s_i(n)·a_j(n)²], the per-example product of unit i's importance
@@ -146,6 +149,11 @@ class NAIOptions:
             maximum of each task's heavy-tailed moments, which differs from task to task
             (session 15, docs/continual.md). Task heads are not regularised, so it does
             nothing without a shared head.
+        input_side: what ``map`` pairs with a weight's output unit: ``importance``, the
+            input unit's importance I_j; or ``activation``, the input unit's activation
+            moment E[a_j²] (``stat``'s moment; E[x_j²] for the inputs), so that Ω_ij =
+            E[c_i²]·E[a_j²] has the two factors of the Fisher E[δ_i²]·E[a_j²] (Martens &
+            Grosse 2015) in every layer (``source="conductance"`` only).
         conv_units: what a unit of a ``Conv2d`` layer is. ``channel``: each output channel
             (its statistic averaged over its positions; a kernel's Ω is the same over its
             k×k entries). ``position``: each (channel, row, column) of the feature map, as the
@@ -177,6 +185,7 @@ class NAIOptions:
     head_scale: float = 1.0
     conductance_weight: str = "uniform"
     conv_units: str = "channel"
+    input_side: str = "importance"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -189,6 +198,7 @@ class NAIOptions:
             ("conductance_target", ("logit", "centred")),
             ("conductance_weight", ("uniform", "fisher")),
             ("conv_units", ("channel", "position")),
+            ("input_side", ("importance", "activation")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -202,9 +212,16 @@ class NAIOptions:
             raise ValueError(f"NAI option tau must be > 0, got {self.tau}")
         if not 0.0 <= self.reinit < 1.0:
             raise ValueError(f"NAI option reinit must be in [0, 1), got {self.reinit}")
-        if self.norm == "network" and self.downstream != "none":
+        if self.norm in ("network", "task") and self.downstream != "none":
             raise ValueError("NAI option downstream='weights' renormalises each layer; it "
-                             "needs a per-layer norm, not norm='network'")
+                             "needs a per-layer norm, not norm='network' or 'task'")
+        if self.input_side == "activation" and self.source != "conductance":
+            raise ValueError("NAI option input_side='activation' needs source='conductance' "
+                             "(with activation statistics the importances are the moments)")
+        if self.norm == "task" and self.input_side != "activation":
+            raise ValueError("NAI option norm='task' needs input_side='activation' (with "
+                             "importances on both sides a hidden weight's Ω scales as the "
+                             "square of a first-layer weight's)")
         if self.map == "joint" and (self.source != "conductance" or self.norm != "mean"):
             raise ValueError("NAI option map='joint' needs source='conductance' and "
                              f"norm='mean' (got source={self.source!r}, norm={self.norm!r})")
@@ -526,6 +543,14 @@ class NAI(Strategy):
                         self._joint[f"trunk.{lin}"] /= x.shape[0]
             finally:
                 model.train(was_training)
+            if o.input_side == "activation":
+                batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
+                for lin, act in pairs:
+                    st = activation_statistics(model.trunk, act, batches,
+                                               collect_mode=o.collect_mode)
+                    m = st.mean_sq if o.stat == "sq" else st.mean_abs
+                    raw[f"act:trunk.{lin}"] = (m if o.conv_units == "position"
+                                               else _per_unit(m))
         else:
             batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
             for lin, act in pairs:
@@ -598,7 +623,7 @@ class NAI(Strategy):
                 ob = ob + o.floor * ob.mean()
             new[f"{name}.weight"] = om.to(w.dtype).contiguous()
             new[f"{name}.bias"] = ob.to(w.dtype).clone()
-            prev = i_out
+            prev = unit.get(f"act:{name}", i_out)
         return new
 
     def _accumulate(self, old: Tensor | None, new: Tensor) -> Tensor:
@@ -629,7 +654,9 @@ class NAI(Strategy):
         # the model trains on (conductance comes back on the model's device, a shared head's
         # uniform importances are made on the CPU); Ω moves to the model's device below
         raw = {k: v.detach().to("cpu", torch.float64) for k, v in self._raw(model, data).items()}
-        if o.norm == "network":  # one scale per task: the mean of the trunk's layer means
+        if o.norm == "task":  # one scale per task, taken from Ω below
+            unit = dict(raw)
+        elif o.norm == "network":  # one scale per task: the mean of the trunk's layer means
             trunk = [v for k, v in raw.items() if k.startswith("trunk.")]
             d = torch.stack([v.mean() for v in trunk]).mean()
             unit = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
@@ -639,11 +666,19 @@ class NAI(Strategy):
                     for k, v in raw.items()}
         if o.downstream == "weights":
             self._weight_by_downstream(model, unit, data.head)
-        self.last_importance = {k: v.clone() for k, v in unit.items()}
+        self.last_importance = {k: v.clone() for k, v in unit.items()
+                                if not k.startswith("act:")}
         if "heads.0" in unit and o.head_scale != 1.0:
             # after the plots' copy: the scale is a strength, not an importance
             unit["heads.0"] = unit["heads.0"] * o.head_scale
         new = self._weight_importance(model, unit)
+        if o.norm == "task":
+            d = torch.stack([v.double().mean() for k, v in new.items()
+                             if k.startswith("trunk.") and k.endswith(".weight")]).mean()
+            new = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
+                   else v for k, v in new.items()}
+        for k in [k for k in unit if k.startswith("act:")]:
+            del unit[k]  # input-side moments are no unit importances
         for k, v in new.items():
             self.omega[k] = self._accumulate(self.omega.get(k), v.to(self._device(model)))
         unit.pop("input", None)
