@@ -401,6 +401,22 @@ def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
         NAIOptions(map="joint", source="conductance", norm="max")
 
 
+def _nai_with_scaled_head(model, x, y, head: int, options: NAIOptions, scale: float) -> NAI:
+    """NAI after one task whose head (weights and bias) is multiplied by ``scale``: every
+    logit, and so every conductance, is ``scale`` times larger. The head is restored."""
+    with torch.no_grad():
+        model.heads[head].weight.mul_(scale)
+        model.heads[head].bias.mul_(scale)
+    try:
+        nai = NAI(1.0, options)
+        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=head), head, head))
+    finally:
+        with torch.no_grad():
+            model.heads[head].weight.div_(scale)
+            model.heads[head].bias.div_(scale)
+    return nai
+
+
 def test_nai_network_norm_keeps_the_layer_ratios_and_drops_the_task_scale() -> None:
     """norm='network': one scale per task for the whole trunk. Doubling the task head doubles
     every conductance, so E[c²] grows 4×: Ω is unchanged under 'network', 4× under 'none';
@@ -410,14 +426,7 @@ def test_nai_network_norm_keeps_the_layer_ratios_and_drops_the_task_scale() -> N
     base = dict(source="conductance", conductance_stat="sq", conductance_steps=4, floor=0.0)
 
     def omega(norm: str, head_scale: float) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            model.heads[0].weight.mul_(head_scale)
-            model.heads[0].bias.mul_(head_scale)
-        nai = NAI(1.0, NAIOptions(norm=norm, **base))
-        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
-        with torch.no_grad():
-            model.heads[0].weight.div_(head_scale)
-            model.heads[0].bias.div_(head_scale)
+        nai = _nai_with_scaled_head(model, x, y, 0, NAIOptions(norm=norm, **base), head_scale)
         return {**nai.omega, **{f"unit:{k}": v for k, v in nai.last_importance.items()}}
 
     net1, net2 = omega("network", 1.0), omega("network", 2.0)
@@ -447,14 +456,7 @@ def test_nai_activation_input_side_and_task_norm() -> None:
                 conductance_target="logit", input_side="activation")
 
     def omega(norm: str, head_scale: float) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            model.heads[1].weight.mul_(head_scale)
-            model.heads[1].bias.mul_(head_scale)
-        nai = NAI(1.0, NAIOptions(norm=norm, **base))
-        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=1), 1, 1))
-        with torch.no_grad():
-            model.heads[1].weight.div_(head_scale)
-            model.heads[1].bias.div_(head_scale)
+        nai = _nai_with_scaled_head(model, x, y, 1, NAIOptions(norm=norm, **base), head_scale)
         assert not any(k.startswith("act:") for k in nai.last_importance)
         return nai.omega
 

@@ -1,0 +1,57 @@
+"""Screens run after the CNN study, on order 0 and the reverse order, seed 10.
+
+Each changes NAI's frozen point (``norm="network"``, λ 0.1) in one way and runs it under the
+study's settings. They are diagnoses, chosen after seeing the reverse order's test accuracy
+(8 vs 9, learned first, is forgotten), not tuned results:
+
+* ``accsum``: ``acc="sum"`` instead of ``"decay"``: does the decay of older tasks' Ω explain
+  it? Records: ``nai-accsum-screen.jsonl``.
+* ``task-norm``: ``input_side="activation"`` and ``norm="task"`` (Ω_ij = E[c_i²]·E[a_j²],
+  the two factors of EWC's Fisher, divided by one number per task), λ 0.1: does the tasks'
+  scale explain it? Records: ``nai-task-norm-screen.jsonl``.
+
+Run from the repository root:
+
+    python docs/results/continual-cnn-split-mnist-10ep-seed10/screens.py NAME [DATA_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
+
+HERE = Path(__file__).resolve().parent
+#: name -> (changes to NAI's frozen point, records file)
+SCREENS = {
+    "accsum": ({"acc": "sum"}, "nai-accsum-screen.jsonl"),
+    "task-norm": ({"norm": "task", "input_side": "activation", "lam": 0.1},
+                  "nai-task-norm-screen.jsonl"),
+}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in SCREENS:
+        print(f"usage: screens.py {{{','.join(SCREENS)}}} [DATA_DIR]", file=sys.stderr)
+        return 2
+    changes, records = SCREENS[sys.argv[1]]
+    res = json.loads((HERE / "results.json").read_text())
+    settings = StudySettings.from_saved(res["settings"])
+    frozen = res["chosen_hyperparameters"]["split-mnist"]["nai"]
+    assert frozen["norm"] == "network", "run after the study is read with norm='network'"
+    hp = {**frozen, **changes}
+    orders = res["orders"]["split-mnist"]
+    specs = [RunSpec("main", "split-mnist", "nai", tuple(order), tuple(sorted(hp.items())),
+                     settings.epochs["split-mnist"], "task", "", settings.seed)
+             for order in (orders[0], orders[1])]
+    data_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
+    n = append_runs(specs, settings, HERE / records, data_dir, HERE / "checkpoints-screens",
+                    jobs=2, done_files=[HERE / "runs.jsonl", HERE / records])
+    print(f"trained {n} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
