@@ -99,14 +99,8 @@ def test_train_config_builds_the_cnn_and_keys_it_apart() -> None:
 
 def _moments(model: ContinualCNN, x: torch.Tensor) -> list[torch.Tensor]:
     """E[h²] per unit of each activation (a conv channel: pooled over its positions)."""
-    acts: list[torch.Tensor] = []
-    hooks = [model.trunk[i].register_forward_hook(lambda m, a, out: acts.append(out.detach()))
-             for i in (2, 5, 9)]
-    with torch.no_grad():
-        model(x, task=0)
-    for h in hooks:
-        h.remove()
-    return [a.double().square().transpose(0, 1).reshape(a.shape[1], -1).mean(1) for a in acts]
+    m = _pos_moments(model, x)
+    return [m[i].reshape(m[i].shape[0], -1).mean(1) for i in (2, 5, 9)]
 
 
 def test_nai_cnn_weight_importance_is_the_channel_product() -> None:

@@ -119,7 +119,8 @@ class ContinualCNN(MultiHeadNet):
     The trunk: ``Unflatten`` to ``image_shape``, then per entry c of ``conv`` a block
     ``Conv2d(c_prev, c, kernel), ReLU, MaxPool2d(2)`` (no padding), then ``Flatten`` and the
     ``Linear, ReLU`` pairs of ``hidden`` (each followed by ``Dropout`` when ``dropout > 0``).
-    ``image_shape`` defaults to one channel of a square image. With 28×28 inputs, 5×5 kernels and two blocks the last feature map is 4×4.
+    ``image_shape`` defaults to one channel of a square image. With 28×28 inputs, 5×5 kernels
+    and two blocks the last feature map is 4×4.
     """
 
     def __init__(

@@ -463,9 +463,38 @@ class NAI(Strategy):
 
     # ------------------------------------------------------------------ importances
 
-    def _add_joint(self, model: MultiHeadNet, lin: str, x: Tensor, head: int, c: Tensor,
-                   w: Tensor | None) -> None:
-        """Add Σ_n w_n s_i(n) a_j(n)² of one chunk to ``self._joint`` (``map="joint"``)."""
+    def _conductance_stat(self, c: Tensor, weight: Tensor | None) -> Tensor:
+        """Per example and unit: ``conductance_stat`` of the conductances ``c`` (N, ...),
+        times the example's weight (``conductance_weight="fisher"``) when given."""
+        part = c.square() if self.options.conductance_stat == "sq" else c.abs()
+        if weight is not None:
+            part = part * weight.to(part).view(-1, *([1] * (part.dim() - 1)))
+        return part
+
+    def _activation_stat(self, model: MultiHeadNet, layer: str, batches: list[Tensor],
+                         stat: str) -> Tensor:
+        """``stat`` (an ``NAIOptions.stat``) of ``trunk.<layer>``'s outputs per unit: a conv
+        channel's statistic is averaged over its positions unless ``conv_units="position"``."""
+        st = activation_statistics(model.trunk, layer, batches,
+                                   collect_mode=self.options.collect_mode)
+        if stat == "mean":
+            m = st.mean
+        elif stat in ("abs", "pre"):
+            m = st.mean_abs
+        elif stat == "sq":
+            m = st.mean_sq
+        elif stat == "var":
+            m = (st.mean_sq - st.mean.square()).clamp_min(0)
+        else:  # nonzero: the mean over the examples where the unit is active
+            frac = st.frac_active
+            m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),
+                            torch.zeros_like(frac))
+        return m if self.options.conv_units == "position" else _per_unit(m)
+
+    def _add_joint(self, model: MultiHeadNet, lin: str, x: Tensor, head: int,
+                   unit: Tensor) -> None:
+        """Add Σ_n s_i(n) a_j(n)² of one chunk to ``self._joint`` (``map="joint"``), ``unit``
+        the chunk's weighted conductance statistic per example and unit (per position)."""
         layer = getattr(model.trunk, lin)
         seen: list[Tensor] = []
         hook = layer.register_forward_hook(lambda m, a, out: seen.append(a[0].detach()))
@@ -475,9 +504,6 @@ class NAI(Strategy):
         finally:
             hook.remove()
         a2 = seen[0].double().square()
-        unit = c.square() if self.options.conductance_stat == "sq" else c.abs()
-        if w is not None:
-            unit = unit * w.to(unit).view(-1, *([1] * (unit.dim() - 1)))
         if isinstance(layer, nn.Conv2d):
             if layer.stride != (1, 1) or layer.padding != (0, 0) or layer.dilation != (1, 1):
                 raise ValueError(f"NAI: map='joint' supports Conv2d with stride 1 and no "
@@ -503,6 +529,7 @@ class NAI(Strategy):
             x, y = x[idx], y[idx]
         pairs = trunk_unit_layers(model)
         raw: dict[str, Tensor] = {}
+        batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
         if o.source == "conductance":
             from ..neurons.conductance import TotalConductance
 
@@ -525,17 +552,14 @@ class NAI(Strategy):
                             n_steps=o.conductance_steps, completeness_tol=None,
                         )
                         c = c.detach().double()
+                        w_s = None if weight is None else weight[s:s + 512]
+                        part = self._conductance_stat(c, w_s)
                         if o.map == "joint":
-                            w_s = None if weight is None else weight[s:s + 512]
-                            self._add_joint(model, lin, x[s:s + 512], data.head, c, w_s)
-                        # a channel's conductance is the sum over its positions (the
-                        # conductances of a layer sum to the output change: completeness)
+                            self._add_joint(model, lin, x[s:s + 512], data.head, part)
                         if c.dim() > 2 and o.conv_units == "channel":
-                            c = c.flatten(2).sum(2)
-                        part = c.square() if o.conductance_stat == "sq" else c.abs()
-                        if weight is not None:
-                            w_s = weight[s:s + 512]
-                            part = part * w_s.view(-1, *([1] * (part.dim() - 1)))
+                            # a channel's conductance is the sum over its positions (the
+                            # conductances of a layer sum to the output change: completeness)
+                            part = self._conductance_stat(c.flatten(2).sum(2), w_s)
                         part = part.sum(0)  # per unit: (C,) or, per position, (C, H, W)
                         acc = part if acc is None else acc + part
                     raw[f"trunk.{lin}"] = acc / x.shape[0]
@@ -544,32 +568,14 @@ class NAI(Strategy):
             finally:
                 model.train(was_training)
             if o.input_side == "activation":
-                batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
+                # the input side's moment, as the inputs' own: E[a²] for stat="sq", else E|a|
+                moment = "sq" if o.stat == "sq" else "abs"
                 for lin, act in pairs:
-                    st = activation_statistics(model.trunk, act, batches,
-                                               collect_mode=o.collect_mode)
-                    m = st.mean_sq if o.stat == "sq" else st.mean_abs
-                    raw[f"act:trunk.{lin}"] = (m if o.conv_units == "position"
-                                               else _per_unit(m))
+                    raw[f"act:trunk.{lin}"] = self._activation_stat(model, act, batches, moment)
         else:
-            batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
             for lin, act in pairs:
                 layer = lin if o.stat == "pre" else act
-                st = activation_statistics(model.trunk, layer, batches,
-                                           collect_mode=o.collect_mode)
-                if o.stat == "mean":
-                    m = st.mean
-                elif o.stat in ("abs", "pre"):
-                    m = st.mean_abs
-                elif o.stat == "sq":
-                    m = st.mean_sq
-                elif o.stat == "var":
-                    m = (st.mean_sq - st.mean.square()).clamp_min(0)
-                else:  # nonzero: the mean over the examples where the unit is active
-                    frac = st.frac_active
-                    m = torch.where(frac > 0, st.mean.clamp_min(0) / frac.clamp_min(1e-12),
-                                    torch.zeros_like(frac))
-                raw[f"trunk.{lin}"] = m if o.conv_units == "position" else _per_unit(m)
+                raw[f"trunk.{lin}"] = self._activation_stat(model, layer, batches, o.stat)
         if o.input_importance == "activation":
             xd = x.double()
             first = getattr(model.trunk, pairs[0][0])
