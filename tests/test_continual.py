@@ -856,3 +856,69 @@ def test_nai_floor_adds_a_uniform_share_of_each_tensors_mean(source: str) -> Non
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="NAI floor"):
             NAIOptions(floor=bad)
+
+
+@pytest.mark.parametrize("acc", ["decay", "sum", "mean"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_nai_task_anchors_are_the_sum_of_each_tasks_own_quadratic(acc: str, shared: bool) -> None:
+    """anchor='task': the penalty is (λ/2) Σ_t a_t Ω_t ⊙ (θ − θ*_t)², each task pulling to
+    the weights it ended with (EWC's form), checked against that sum term by term: its gradient
+    exactly, its value up to the constant the one-quadratic form leaves out."""
+    torch.manual_seed(0)
+    heads = (4,) if shared else (2, 2, 2)
+    model = ContinualMLP(6, (5, 4), heads)
+    opts = NAIOptions(anchor="task", acc=acc, eta=0.7, source="conductance",
+                      conductance_stat="sq", conductance_steps=4)
+    nai = NAI(1.5, opts)
+    terms: list[tuple[dict, dict]] = []  # (Ω_t, θ*_t), each task's Ω from a fresh NAI
+    for t in range(3):
+        with torch.no_grad():  # "training" on task t moves every weight
+            for p in model.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        x, y = torch.randn(25, 6), torch.randint(0, 2, (25,))
+        head = 0 if shared else t
+        data = TaskData(x, y, lambda v, h=head: model(v, task=h), head, t)
+        alone = NAI(1.5, NAIOptions(**{**opts.__dict__, "anchor": "last"}))
+        alone.after_task(model, data)
+        nai.after_task(model, data)
+        terms.append((alone.omega, {k: p.detach().clone()
+                                    for k, p in model.shared_named_parameters()}))
+    n = len(terms)
+    weights = {"decay": [0.7 ** (n - 1 - t) for t in range(n)], "sum": [1.0] * n,
+               "mean": [1.0 / n] * n}[acc]
+
+    def oracle() -> torch.Tensor:
+        params = dict(model.named_parameters())
+        return 0.75 * sum(a * (om[k] * (params[k] - th[k]).square()).sum()
+                          for a, (om, th) in zip(weights, terms) for k in om)
+
+    values = []
+    for _ in range(2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        model.zero_grad()
+        ours = nai.penalty(model)
+        ours.backward()
+        got = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        ref = oracle()
+        ref.backward()
+        for k, p in model.named_parameters():
+            if p.grad is not None:
+                torch.testing.assert_close(got[k], p.grad, rtol=1e-4, atol=1e-6, msg=k)
+        values.append((ours.item(), ref.item()))
+    # the value differs from the sum by a constant only
+    assert values[0][0] - values[1][0] == pytest.approx(values[0][1] - values[1][1], rel=1e-4)
+    # a resumed regulariser holds the same anchors
+    again = NAI(1.5, opts)
+    again.load_state_dict(nai.state_dict())
+    assert again.penalty(model).item() == pytest.approx(nai.penalty(model).item())
+
+
+def test_nai_task_anchors_need_a_linear_accumulation() -> None:
+    for bad in ({"acc": "max"}, {"penalty": "group"}):
+        with pytest.raises(ValueError, match="anchor='task'"):
+            NAIOptions(anchor="task", **bad)
+    with pytest.raises(ValueError, match="anchor"):
+        NAIOptions(anchor="each")

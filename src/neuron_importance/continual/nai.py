@@ -162,6 +162,17 @@ class NAIOptions:
             and the ``Linear`` after ``Flatten`` reads each position's own importance. The
             importance map of a layer's inputs is average-pooled to the size the layer reads
             when a pooling layer lies between (2×2 max-pool: the mean of each window).
+        anchor: where the penalty pulls each weight. ``last``: to the weights at the end of
+            the last task, θ*_T, with the accumulated Ω (as SI and MAS). ``task``: every task
+            keeps its own anchor, as EWC does, L = (λ/2) Σ_t a_t Ω_t ⊙ (θ − θ*_t)², with a_t
+            the accumulation's weight of task t (η^{T−t} for ``decay``, 1 for ``sum``, 1/T for
+            ``mean``). With a single anchor a weight may drift a little on every task, and the
+            drifts add up for a task learned early; with its own anchor a task pulls its
+            weights back to where it left them whatever came after. The sum of quadratics is
+            one quadratic, Ω_acc ⊙ (θ − θ̄)² + const with Ω_acc = Σ a_t Ω_t and
+            θ̄ = Σ a_t Ω_t θ*_t / Ω_acc, so the memory stays two tensors per parameter (the
+            penalty's value leaves the constant out; its gradient is exact). Needs a linear
+            accumulation (not ``acc="max"``) and ``penalty="quad"``.
     """
 
     stat: str = "sq"
@@ -186,6 +197,7 @@ class NAIOptions:
     conductance_weight: str = "uniform"
     conv_units: str = "channel"
     input_side: str = "importance"
+    anchor: str = "last"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -199,6 +211,7 @@ class NAIOptions:
             ("conductance_weight", ("uniform", "fisher")),
             ("conv_units", ("channel", "position")),
             ("input_side", ("importance", "activation")),
+            ("anchor", ("last", "task")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -225,6 +238,9 @@ class NAIOptions:
         if self.map == "joint" and (self.source != "conductance" or self.norm != "mean"):
             raise ValueError("NAI option map='joint' needs source='conductance' and "
                              f"norm='mean' (got source={self.source!r}, norm={self.norm!r})")
+        if self.anchor == "task" and (self.acc == "max" or self.penalty != "quad"):
+            raise ValueError("NAI option anchor='task' needs a linear accumulation and "
+                             f"penalty='quad' (got acc={self.acc!r}, penalty={self.penalty!r})")
         if self.n_samples is not None and self.n_samples < 1:
             raise ValueError(f"NAI option n_samples must be positive, got {self.n_samples}")
 
@@ -453,6 +469,8 @@ class NAI(Strategy):
         self.omega: dict[str, Tensor] = {}      # per shared parameter
         self.node: dict[str, Tensor] = {}       # per linear layer name: accumulated I (group)
         self.anchor: dict[str, Tensor] = {}
+        #: anchor="task": Σ_t a_t Ω_t ⊙ θ*_t per shared parameter (θ̄ = moment / Ω)
+        self.moment: dict[str, Tensor] = {}
         self.n_tasks = 0
         #: the normalised unit importances of the last task, per layer (for plots/inspection)
         self.last_importance: dict[str, Tensor] = {}
@@ -685,17 +703,33 @@ class NAI(Strategy):
                    else v for k, v in new.items()}
         for k in [k for k in unit if k.startswith("act:")]:
             del unit[k]  # input-side moments are no unit importances
-        for k, v in new.items():
-            self.omega[k] = self._accumulate(self.omega.get(k), v.to(self._device(model)))
         unit.pop("input", None)
         for k, v in unit.items():
             self.node[k] = self._accumulate(
                 self.node.get(k), v.to(self._device(model), torch.float32)
             )
-        self.n_tasks += 1
         if o.reinit > 0:
-            self._reinit(model, unit)
-        self.anchor = {k: p.detach().clone() for k, p in model.shared_named_parameters()}
+            self._reinit(model, unit, self.n_tasks + 1)
+        last = {k: p.detach().clone() for k, p in model.shared_named_parameters()}
+        for k, v in new.items():
+            v = v.to(self._device(model))
+            if o.anchor == "task":
+                # the accumulation is linear in Ω (decay, sum, mean), so Σ a_t Ω_t θ*_t follows
+                # the same rule as Ω_acc; n_tasks is still the count before this task here
+                self.moment[k] = self._accumulate(self.moment.get(k), v * last[k])
+            self.omega[k] = self._accumulate(self.omega.get(k), v)
+        self.n_tasks += 1
+        self.anchor = last
+        if o.anchor == "task":
+            self.anchor = {k: self._mean_anchor(k, last[k]) for k in last}
+
+    def _mean_anchor(self, k: str, last: Tensor) -> Tensor:
+        """θ̄ = Σ a_t Ω_t θ*_t / Σ a_t Ω_t for ``anchor="task"``; θ*_T where Ω is 0."""
+        if k not in self.moment:
+            return last
+        om = self.omega[k]
+        return torch.where(om > 0, self.moment[k] / om.clamp_min(torch.finfo(om.dtype).tiny),
+                           last)
 
     def _weight_by_downstream(self, model: MultiHeadNet, unit: dict[str, Tensor],
                               head: int) -> None:
@@ -716,14 +750,14 @@ class NAI(Strategy):
     def _device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
 
-    def _reinit(self, model: MultiHeadNet, unit: dict[str, Tensor]) -> None:
+    def _reinit(self, model: MultiHeadNet, unit: dict[str, Tensor], draw: int) -> None:
         """Re-draw the incoming weights of the least important hidden units, zero their outputs.
 
         Zeroing the outgoing weights keeps the function on earlier tasks unchanged except for
         the (least important) contribution of those units; the re-drawn units are free
         capacity for the next task (AGS-CL's re-initialisation, speculative for NAI).
         """
-        g = torch.Generator().manual_seed(self.seed + 31 * self.n_tasks)
+        g = torch.Generator().manual_seed(self.seed + 31 * draw)  # draw: tasks finished
         pairs = trunk_unit_layers(model)
         linears = [getattr(model.trunk, lin) for lin, _ in pairs]
         following: list[nn.Linear | list[nn.Linear]] = linears[1:] + [list(model.heads)]
@@ -763,8 +797,9 @@ class NAI(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"omega": self.omega, "node": self.node, "anchor": self.anchor,
-                "n_tasks": self.n_tasks}
+                "moment": self.moment, "n_tasks": self.n_tasks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.omega, self.node = dict(state["omega"]), dict(state["node"])
         self.anchor, self.n_tasks = dict(state["anchor"]), int(state["n_tasks"])
+        self.moment = dict(state.get("moment", {}))  # absent from checkpoints before anchor
