@@ -465,6 +465,13 @@ def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, .
     weight = py * (1 - py)
     weight = weight / weight.mean()
     torch.testing.assert_close(nai.last_importance["trunk.0"], (weight[:, None] * c.square()).mean(0))
+    # fisher-raw: the same weights unnormalised, so the task's scale is the mean p_y(1 − p_y)
+    raw = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                              conductance_steps=4, conductance_target="centred",
+                              conductance_weight="fisher-raw"))
+    raw.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+    torch.testing.assert_close(raw.last_importance["trunk.0"],
+                               ((py * (1 - py))[:, None] * c.square()).mean(0))
     # a repeated example has one weight, so the weighting changes nothing
     same = TaskData(x[:1].repeat(8, 1), y[:1].repeat(8), lambda v: model(v, task=0), 0, 0)
     uniform = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",

@@ -138,7 +138,12 @@ class NAIOptions:
             (``source="conductance"`` only): ``uniform``, or ``fisher``, each example by
             p_y(1 − p_y) of the finished task's softmax (normalised to mean 1), the weight the
             Fisher information gives it: the importance then comes from the examples near the
-            decision boundary, the ones a small drift flips.
+            decision boundary, the ones a small drift flips. ``fisher-raw``: the same weights
+            not normalised, so that, as in EWC's Fisher, a task the network is less sure of
+            (a hard pair such as 8 vs 9) gets a larger Ω than an easy one. It changes Ω only
+            where no normalisation removes the task's scale: ``norm="none"``, best with
+            ``input_side="activation"`` (one weighted conductance factor in every weight's Ω;
+            with importances on both sides a hidden weight's Ω takes the weights' scale twice).
         head_importance: a *shared* output layer's unit importances: ``uniform`` (every
             output unit matters to every task: I = 1) or ``logit`` (the notes' mean logit
             clipped at 0, which leaves most of a 10-way head unprotected).
@@ -208,7 +213,7 @@ class NAIOptions:
             ("downstream", ("none", "weights")),
             ("conductance_stat", ("abs", "sq")),
             ("conductance_target", ("logit", "centred")),
-            ("conductance_weight", ("uniform", "fisher")),
+            ("conductance_weight", ("uniform", "fisher", "fisher-raw")),
             ("conv_units", ("channel", "position")),
             ("input_side", ("importance", "activation")),
             ("anchor", ("last", "task")),
@@ -438,20 +443,25 @@ class _CentredLogits(nn.Module):
 
 
 @torch.no_grad()
-def _fisher_weights(model: MultiHeadNet, x: Tensor, y: Tensor, head: int) -> Tensor:
-    """Per-example weights p_y(1 − p_y) / mean, p the finished task's softmax (eval mode).
+def _fisher_weights(model: MultiHeadNet, x: Tensor, y: Tensor, head: int, *,
+                    normalised: bool = True) -> Tensor:
+    """Per-example weights p_y(1 − p_y) / mean, p the finished task's softmax (eval mode);
+    p_y(1 − p_y) itself with ``normalised=False`` (``conductance_weight="fisher-raw"``).
 
     The Fisher information of a softmax output puts weight p_y(1 − p_y) on an example
     (for a 2-way head, exactly the Bernoulli variance of the logistic model): examples the
     task classifies with full confidence tell little about which units hold its decisions, and
     the few near the boundary, the ones a small drift flips, tell the most. Normalised to mean
     1, so the importance keeps the scale of the unweighted E[c²]; a task classified with
-    certainty everywhere (all weights 0 in float64) falls back to uniform weights.
+    certainty everywhere (all weights 0 in float64) falls back to uniform weights. Left
+    unnormalised, a task the model is less sure of weighs more, as in the Fisher.
     """
     p = torch.cat([torch.softmax(model(x[s:s + 4096], task=head).double(), 1)
                    for s in range(0, x.shape[0], 4096)])
     py = p.gather(1, y.view(-1, 1)).squeeze(1)
     w = py * (1 - py)
+    if not normalised:
+        return w
     if not float(w.sum()) > 0:
         return torch.ones_like(w)
     return w / w.mean()
@@ -557,8 +567,9 @@ class NAI(Strategy):
             if o.conductance_target == "centred":
                 explained, prefix = _CentredLogits(model), "net."
             weight = None
-            if o.conductance_weight == "fisher":
-                weight = _fisher_weights(model, x, y, data.head)
+            if o.conductance_weight != "uniform":
+                weight = _fisher_weights(model, x, y, data.head,
+                                         normalised=o.conductance_weight == "fisher")
             try:
                 for lin, act in pairs:
                     tc = TotalConductance(explained, f"{prefix}trunk.{act}")
