@@ -9,6 +9,16 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
 * ``task-norm``: ``input_side="activation"`` and ``norm="task"`` (Ω_ij = E[c_i²]·E[a_j²],
   the two factors of EWC's Fisher, divided by one number per task), λ 0.1: does the tasks'
   scale explain it? Records: ``nai-task-norm-screen.jsonl``.
+* ``fisher-raw`` (session 20): ``norm="none"``, ``input_side="activation"`` and the Fisher
+  example weights p_y(1 − p_y) left unnormalised (``conductance_weight="fisher-raw"``), λ 1000
+  set from ``task_scale.txt``, not tuned: does weighing a hard task up as EWC's Fisher does
+  save it? Records: ``nai-fisher-raw-screen.jsonl``.
+* ``anchor-task`` (session 20): ``anchor="task"``, each task pulling to its own weights as in
+  EWC. Records: ``nai-anchor-task-screen.jsonl`` (empty: these two runs are in ``runs.jsonl``,
+  where the 7-run study of this variant found them; its read is ``nai-anchor-task/``).
+* ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
+  Fisher, as NAI has: does a single anchor explain the forgetting? Records:
+  ``online-ewc-screen.jsonl``.
 
 Run from the repository root:
 
@@ -24,11 +34,18 @@ from pathlib import Path
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
 HERE = Path(__file__).resolve().parent
-#: name -> (changes to NAI's frozen point, records file)
+#: name -> (method, changes to NAI's frozen point or, for a baseline, its hyperparameters,
+#: records file)
 SCREENS = {
-    "accsum": ({"acc": "sum"}, "nai-accsum-screen.jsonl"),
-    "task-norm": ({"norm": "task", "input_side": "activation", "lam": 0.1},
+    "accsum": ("nai", {"acc": "sum"}, "nai-accsum-screen.jsonl"),
+    "task-norm": ("nai", {"norm": "task", "input_side": "activation", "lam": 0.1},
                   "nai-task-norm-screen.jsonl"),
+    "fisher-raw": ("nai", {"norm": "none", "input_side": "activation",
+                           "conductance_weight": "fisher-raw", "lam": 1000.0},
+                   "nai-fisher-raw-screen.jsonl"),
+    "anchor-task": ("nai", {"anchor": "task"}, "nai-anchor-task-screen.jsonl"),
+    "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
+                                  "n_samples": None}, "online-ewc-screen.jsonl"),
 }
 
 
@@ -36,14 +53,14 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in SCREENS:
         print(f"usage: screens.py {{{','.join(SCREENS)}}} [DATA_DIR]", file=sys.stderr)
         return 2
-    changes, records = SCREENS[sys.argv[1]]
+    method, changes, records = SCREENS[sys.argv[1]]
     res = json.loads((HERE / "results.json").read_text())
     settings = StudySettings.from_saved(res["settings"])
     frozen = res["chosen_hyperparameters"]["split-mnist"]["nai"]
     assert frozen["norm"] == "network", "run after the study is read with norm='network'"
-    hp = {**frozen, **changes}
+    hp = {**frozen, **changes} if method == "nai" else changes
     orders = res["orders"]["split-mnist"]
-    specs = [RunSpec("main", "split-mnist", "nai", tuple(order), tuple(sorted(hp.items())),
+    specs = [RunSpec("main", "split-mnist", method, tuple(order), tuple(sorted(hp.items())),
                      settings.epochs["split-mnist"], "task", "", settings.seed)
              for order in (orders[0], orders[1])]
     data_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"

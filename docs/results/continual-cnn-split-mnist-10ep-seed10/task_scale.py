@@ -1,0 +1,71 @@
+"""How each penalty weighs the five Split MNIST tasks against each other (session 20).
+
+Trains the CNN of the study (conv 16, 32 + fc 256) on each task *alone* for 2 epochs, seed 0,
+then prints, per task, its test accuracy, the mean p_y(1 − p_y) of its softmax on 2,000
+training examples, and the mean over each trunk weight tensor (conv1 / conv2 / fc) of EWC's
+Fisher and of NAI's Ω (λ = 1) for: the study's NAI without normalisation (Fisher example weights
+normalised to mean 1), the same with the input side's activation moments, and with the weights
+left raw (``conductance_weight="fisher-raw"``). EWC's Fisher is 7–100 times larger for the hard
+pair 8 vs 9 than for an easy pair; NAI's normalised weights give it *less* Ω than the easy ones.
+Output in ``task_scale.txt`` beside this file. Run from the repository root:
+
+    python docs/results/continual-cnn-split-mnist-10ep-seed10/task_scale.py [DATA_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from neuron_importance.continual import ContinualCNN, make_strategy, make_stream
+from neuron_importance.continual.strategies import TaskData
+
+FISHER_NAI = dict(source="conductance", conductance_stat="sq", conductance_target="centred",
+                  conductance_weight="fisher", n_samples=2000, norm="none")
+PENALTIES = [("EWC", "ewc", {"lam": 1.0}),
+             ("NAI none", "nai", {"lam": 1.0, **FISHER_NAI}),
+             ("NAI none, input side activation", "nai",
+              {"lam": 1.0, **FISHER_NAI, "input_side": "activation"}),
+             ("NAI none, input side activation, fisher-raw", "nai",
+              {"lam": 1.0, **FISHER_NAI, "input_side": "activation",
+               "conductance_weight": "fisher-raw"})]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    stream = make_stream("split-mnist", data_dir=data_dir)
+    print("task | test acc | mean p(1-p) | " + " | ".join(
+        f"{label} (conv1/conv2/fc)" for label, _, _ in PENALTIES))
+    for ti, task in enumerate(stream.tasks):
+        torch.manual_seed(0)
+        model = ContinualCNN(784, (16, 32), (256,), (2,) * 5)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        for _ in range(2):
+            perm = torch.randperm(len(task.x_train))
+            for i in range(0, len(perm), 256):
+                idx = perm[i:i + 256]
+                loss = torch.nn.functional.cross_entropy(model(task.x_train[idx], task=ti),
+                                                         task.y_train[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        model.eval()
+        x, y = task.x_train[:2000], task.y_train[:2000]
+        with torch.no_grad():
+            py = torch.softmax(model(x, task=ti).double(), 1).gather(1, y.view(-1, 1)).squeeze(1)
+            test = (model(task.x_test, task=ti).argmax(1) == task.y_test).double().mean()
+        data = TaskData(x, y, lambda v, t=ti, m=model: m(v, task=t), ti, ti)
+        cells = [task.name, f"{100 * float(test):.2f}", f"{float((py * (1 - py)).mean()):.2e}"]
+        for _, method, hp in PENALTIES:
+            s = make_strategy(method, hp)
+            s.after_task(model, data)
+            omega = s.terms[-1][1] if method == "ewc" else s.omega
+            cells.append(" / ".join(f"{v.float().mean().item():.2e}" for k, v in omega.items()
+                                    if k.startswith("trunk.") and k.endswith("weight")))
+        print(" | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
