@@ -454,7 +454,8 @@ def _fisher_weights(model: MultiHeadNet, x: Tensor, y: Tensor, head: int, *,
     the few near the boundary, the ones a small drift flips, tell the most. Normalised to mean
     1, so the importance keeps the scale of the unweighted E[c²]; a task classified with
     certainty everywhere (all weights 0 in float64) falls back to uniform weights. Left
-    unnormalised, a task the model is less sure of weighs more, as in the Fisher.
+    unnormalised, a task the model is less sure of weighs more, as in the Fisher (and one
+    classified with certainty everywhere gets no importance, as its Fisher is 0).
     """
     p = torch.cat([torch.softmax(model(x[s:s + 4096], task=head).double(), 1)
                    for s in range(0, x.shape[0], 4096)])
