@@ -391,8 +391,34 @@ def test_nai_joint_map_of_a_conv_kernel_by_loops() -> None:
 def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
     with pytest.raises(ValueError, match="map='joint' needs source='conductance'"):
         NAIOptions(map="joint")
-    with pytest.raises(ValueError, match="norm='mean'"):
+    with pytest.raises(ValueError, match="norm='mean' or 'task'"):
         NAIOptions(map="joint", source="conductance", norm="max")
+
+
+def test_nai_joint_map_with_task_norm_is_the_per_example_product_over_one_number() -> None:
+    """map='joint', norm='task': Ω_ij = E_n[c_i(n)² a_j(n)²] / d per layer, the bias E[c_i²] / d,
+    d the mean over the trunk's weight tensors of mean(Ω); a task whose logits are scaled by 3
+    gets the same Ω (one conductance factor in every entry)."""
+    torch.manual_seed(5)
+    model = ContinualMLP(6, (5, 4), (2, 2)).double()
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 2, (20,))
+    opts = NAIOptions(source="conductance", conductance_stat="sq", map="joint", norm="task",
+                      conductance_target="logit", conductance_steps=4, floor=0.0)
+    nai = _nai_with_scaled_head(model, x, y, 1, opts, 1.0)
+    ins = _layer_inputs(model, x, 1)
+    joint, bias = {}, {}
+    for lin, act in ((0, 1), (2, 3)):
+        c2 = _conductances(model, x, y, 1, str(act), 4).square()
+        a2 = ins[lin].square()
+        joint[lin] = torch.stack([c2[n][:, None] * a2[n][None, :] for n in range(20)]).mean(0)
+        bias[lin] = c2.mean(0)
+    d = (joint[0].mean() + joint[2].mean()) / 2
+    for lin in (0, 2):
+        torch.testing.assert_close(nai.omega[f"trunk.{lin}.weight"], joint[lin] / d)
+        torch.testing.assert_close(nai.omega[f"trunk.{lin}.bias"], bias[lin] / d)
+    scaled = _nai_with_scaled_head(model, x, y, 1, opts, 3.0)
+    for k, v in nai.omega.items():
+        torch.testing.assert_close(scaled.omega[k], v)
 
 
 def _nai_with_scaled_head(model, x, y, head: int, options: NAIOptions, scale: float) -> NAI:

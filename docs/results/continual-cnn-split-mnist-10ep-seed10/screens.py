@@ -16,6 +16,11 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
 * ``anchor-task`` (session 20): ``anchor="task"``, each task pulling to its own weights as in
   EWC. Records: ``nai-anchor-task-screen.jsonl`` (empty: these two runs are in ``runs.jsonl``,
   where the 7-run study of this variant found them; its read is ``nai-anchor-task/``).
+* ``joint-task`` (session 20): ``map="joint"`` with ``norm="task"``: Ω_ij = E_n[s_i(n)·a_j(n)²]
+  (the Fisher's per-example form, conductance in place of the output gradient) divided by one
+  number per task, λ 0.1 as for ``task-norm``, not tuned: does a within-layer spread that
+  follows the examples, without the per-layer norm, save 8 vs 9? Records:
+  ``nai-joint-task-screen.jsonl``.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -44,6 +49,8 @@ SCREENS = {
                            "conductance_weight": "fisher-raw", "lam": 1000.0},
                    "nai-fisher-raw-screen.jsonl"),
     "anchor-task": ("nai", {"anchor": "task"}, "nai-anchor-task-screen.jsonl"),
+    "joint-task": ("nai", {"map": "joint", "norm": "task", "lam": 0.1},
+                   "nai-joint-task-screen.jsonl"),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }

@@ -84,8 +84,9 @@ class NAIOptions:
             quantity, is normalised by its own mean, and a shared head's uniform importances
             are left as they are. ``task``: nothing is normalised per layer, and the task's
             weight importances Ω of the trunk are divided by one number, the mean over its
-            weight tensors of mean(Ω); it needs ``input_side="activation"``, so that every
-            weight's Ω has one conductance factor and scales alike with the task's logits.
+            weight tensors of mean(Ω); it needs ``input_side="activation"`` or
+            ``map="joint"``, so that every weight's Ω has one conductance factor and scales
+            alike with the task's logits.
         map: neuron → weight importance for ``W_ij`` (unit i of layer l, unit j of layer
             l−1): ``out`` I_i; ``max``/``mean``/``min`` of (I_i, I_j); ``prod`` I_i·I_j;
             ``joint`` E_n[s_i(n)·a_j(n)²], the per-example product of unit i's importance
@@ -94,8 +95,9 @@ class NAIOptions:
             entry, the mean over the output positions p of s_o(n, p)·a_i(n, p + (u, v))²).
             ``prod`` is its value when s_i and a_j² are uncorrelated; ``joint`` keeps which
             inputs are active *on the examples where the unit matters*, as the Fisher
-            E[δ_i² a_j²] of EWC does. Needs ``source="conductance"`` and ``norm="mean"``; a
-            shared head keeps ``prod``.
+            E[δ_i² a_j²] of EWC does. Needs ``source="conductance"`` and ``norm="mean"``, or
+            ``norm="task"``: each layer's Ω_ij = E_n[s_i(n)·a_j(n)²] is then left as it is
+            and the task's Ω divided by one number (session 20); a shared head keeps ``prod``.
         acc: accumulation over tasks: ``max``; ``decay`` ηΩ + Ω_new; ``mean`` running mean;
             ``sum``.
         eta: the decay factor of ``acc="decay"``.
@@ -236,13 +238,15 @@ class NAIOptions:
         if self.input_side == "activation" and self.source != "conductance":
             raise ValueError("NAI option input_side='activation' needs source='conductance' "
                              "(with activation statistics the importances are the moments)")
-        if self.norm == "task" and self.input_side != "activation":
-            raise ValueError("NAI option norm='task' needs input_side='activation' (with "
-                             "importances on both sides a hidden weight's Ω scales as the "
-                             "square of a first-layer weight's)")
-        if self.map == "joint" and (self.source != "conductance" or self.norm != "mean"):
+        if self.norm == "task" and self.input_side != "activation" and self.map != "joint":
+            raise ValueError("NAI option norm='task' needs input_side='activation' or "
+                             "map='joint' (with importances on both sides a hidden weight's Ω "
+                             "scales as the square of a first-layer weight's)")
+        if self.map == "joint" and (self.source != "conductance"
+                                    or self.norm not in ("mean", "task")):
             raise ValueError("NAI option map='joint' needs source='conductance' and "
-                             f"norm='mean' (got source={self.source!r}, norm={self.norm!r})")
+                             f"norm='mean' or 'task' (got source={self.source!r}, "
+                             f"norm={self.norm!r})")
         if self.anchor == "task" and (self.acc == "max" or self.penalty != "quad"):
             raise ValueError("NAI option anchor='task' needs a linear accumulation and "
                              f"penalty='quad' (got acc={self.acc!r}, penalty={self.penalty!r})")
@@ -641,7 +645,10 @@ class NAI(Strategy):
                     prev = prev.flatten()
             if o.map == "joint" and name in self._joint:
                 j = self._joint[name]
-                om = j / j.mean() if j.mean() > 0 else torch.zeros_like(j)
+                if o.norm == "task":  # one conductance factor: the task's scale comes off below
+                    om = j
+                else:
+                    om = j / j.mean() if j.mean() > 0 else torch.zeros_like(j)
                 ob = i_out.reshape(w.shape[0], -1).mean(1)
             elif w.dim() == 4 and o.conv_units == "position":
                 om = _conv_position_omega(i_out, prev, w, o.map, name)
