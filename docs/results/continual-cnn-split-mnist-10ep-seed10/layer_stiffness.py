@@ -16,30 +16,36 @@ import sys
 
 import torch
 
-from neuron_importance.continual import ContinualCNN, make_strategy, make_stream
+from neuron_importance.continual import ContinualCNN, Task, make_strategy, make_stream
 from neuron_importance.continual.strategies import TaskData
 
 FISHER_NAI = dict(source="conductance", conductance_stat="sq", conductance_target="centred",
                   conductance_weight="fisher", n_samples=2000)
 
 
-def main() -> None:
-    torch.set_num_threads(1)
+def train_alone(task: Task, head: int, epochs: int = 2) -> ContinualCNN:
+    """The study's CNN trained on ``task`` alone through head ``head`` (Adam 1e-3, batch 256,
+    seed 0), in eval mode. Shared with ``task_scale.py``."""
     torch.manual_seed(0)
-    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
-    task = make_stream("split-mnist", data_dir=data_dir).tasks[0]
     model = ContinualCNN(784, (16, 32), (256,), (2,) * 5)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(2):
+    for _ in range(epochs):
         perm = torch.randperm(len(task.x_train))
         for i in range(0, len(perm), 256):
             idx = perm[i:i + 256]
-            loss = torch.nn.functional.cross_entropy(model(task.x_train[idx], task=0),
+            loss = torch.nn.functional.cross_entropy(model(task.x_train[idx], task=head),
                                                      task.y_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    model.eval()
+    return model.eval()
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    task = make_stream("split-mnist", data_dir=data_dir).tasks[0]
+    model = train_alone(task, 0)
     x, y = task.x_train[:2000], task.y_train[:2000]
     data = TaskData(x, y, lambda v: model(v, task=0), 0, 0)
     print("penalty | " + " | ".join(n for n, _ in model.trunk.named_parameters()

@@ -20,7 +20,8 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   (the Fisher's per-example form, conductance in place of the output gradient) divided by one
   number per task, λ 0.1 as for ``task-norm``, not tuned: does a within-layer spread that
   follows the examples, without the per-layer norm, save 8 vs 9? Records:
-  ``nai-joint-task-screen.jsonl``.
+  ``nai-joint-task-screen.jsonl``. ``joint-task-lam``: the same at λ 0.3 and 1 on order 0
+  (λ 0.1 forgot 2 vs 3 there), same records file.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -39,8 +40,9 @@ from pathlib import Path
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
 HERE = Path(__file__).resolve().parent
-#: name -> (method, changes to NAI's frozen point or, for a baseline, its hyperparameters,
-#: records file)
+#: name -> (method, changes to NAI's frozen point or, for a baseline, its hyperparameters (a
+#: list of λ: one run per value), records file[, the orders' indices; default order 0 and the
+#: reverse order 1])
 SCREENS = {
     "accsum": ("nai", {"acc": "sum"}, "nai-accsum-screen.jsonl"),
     "task-norm": ("nai", {"norm": "task", "input_side": "activation", "lam": 0.1},
@@ -51,6 +53,9 @@ SCREENS = {
     "anchor-task": ("nai", {"anchor": "task"}, "nai-anchor-task-screen.jsonl"),
     "joint-task": ("nai", {"map": "joint", "norm": "task", "lam": 0.1},
                    "nai-joint-task-screen.jsonl"),
+    # order 0 only, two stronger λ (the joint map concentrates Ω on few weights)
+    "joint-task-lam": ("nai", {"map": "joint", "norm": "task", "lam": [0.3, 1.0]},
+                       "nai-joint-task-screen.jsonl", [0]),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }
@@ -60,16 +65,18 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in SCREENS:
         print(f"usage: screens.py {{{','.join(SCREENS)}}} [DATA_DIR]", file=sys.stderr)
         return 2
-    method, changes, records = SCREENS[sys.argv[1]]
+    method, changes, records, *which = SCREENS[sys.argv[1]]
     res = json.loads((HERE / "results.json").read_text())
     settings = StudySettings.from_saved(res["settings"])
     frozen = res["chosen_hyperparameters"]["split-mnist"]["nai"]
     assert frozen["norm"] == "network", "run after the study is read with norm='network'"
     hp = {**frozen, **changes} if method == "nai" else changes
+    lams = hp["lam"] if isinstance(hp["lam"], list) else [hp["lam"]]
     orders = res["orders"]["split-mnist"]
-    specs = [RunSpec("main", "split-mnist", method, tuple(order), tuple(sorted(hp.items())),
+    specs = [RunSpec("main", "split-mnist", method, tuple(orders[i]),
+                     tuple(sorted({**hp, "lam": lam}.items())),
                      settings.epochs["split-mnist"], "task", "", settings.seed)
-             for order in (orders[0], orders[1])]
+             for lam in lams for i in (which[0] if which else (0, 1))]
     data_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
     n = append_runs(specs, settings, HERE / records, data_dir, HERE / "checkpoints-screens",
                     jobs=2, done_files=[HERE / "runs.jsonl", HERE / records])

@@ -17,8 +17,9 @@ from __future__ import annotations
 import sys
 
 import torch
+from layer_stiffness import train_alone  # this folder's script: the same training
 
-from neuron_importance.continual import ContinualCNN, make_strategy, make_stream
+from neuron_importance.continual import make_strategy, make_stream
 from neuron_importance.continual.strategies import TaskData
 
 FISHER_NAI = dict(source="conductance", conductance_stat="sq", conductance_target="centred",
@@ -39,19 +40,7 @@ def main() -> None:
     print("task | test acc | mean p(1-p) | " + " | ".join(
         f"{label} (conv1/conv2/fc)" for label, _, _ in PENALTIES))
     for ti, task in enumerate(stream.tasks):
-        torch.manual_seed(0)
-        model = ContinualCNN(784, (16, 32), (256,), (2,) * 5)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        for _ in range(2):
-            perm = torch.randperm(len(task.x_train))
-            for i in range(0, len(perm), 256):
-                idx = perm[i:i + 256]
-                loss = torch.nn.functional.cross_entropy(model(task.x_train[idx], task=ti),
-                                                         task.y_train[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        model.eval()
+        model = train_alone(task, ti)
         x, y = task.x_train[:2000], task.y_train[:2000]
         with torch.no_grad():
             py = torch.softmax(model(x, task=ti).double(), 1).gather(1, y.view(-1, 1)).squeeze(1)
