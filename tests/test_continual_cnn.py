@@ -386,6 +386,26 @@ def test_nai_joint_map_of_a_conv_kernel_by_loops() -> None:
                                          for n in range(6) for r in range(3)
                                          for c in range(3)) / (6 * 9)
     torch.testing.assert_close(nai.omega["trunk.4.weight"], om / om.mean())
+    # joint_positions='sum' with norm='task': the sum over the 3×3 output positions, 9× the
+    # mean, divided by the one number of the task (the mean over weight tensors of mean(Ω))
+    opts = dict(source="conductance", conductance_stat="sq", map="joint", norm="task",
+                conductance_target="logit", conductance_steps=4, floor=0.0,
+                conductance_weight="fisher")
+    means = {}
+    for how in ("mean", "sum"):
+        nai = NAI(1.0, NAIOptions(**opts, joint_positions=how))
+        nai.after_task(model, TaskData(x, y, lambda v: model(v, task=0), 0, 0))
+        means[how] = {k: v.mean() for k, v in nai.omega.items() if k.endswith("weight")}
+        kernel = om * (9 if how == "sum" else 1)
+        torch.testing.assert_close(nai.omega["trunk.4.weight"] / nai.omega["trunk.4.weight"].mean(),
+                                   kernel / kernel.mean())
+    # only the conv layers grow: their share of the trunk's Ω goes up against the Linear's
+    lin = [k for k in means["sum"] if k.startswith("trunk.") and k != "trunk.4.weight"
+           and k != "trunk.1.weight"]
+    assert lin
+    for k in lin:
+        assert (means["sum"]["trunk.4.weight"] / means["sum"][k]
+                == pytest.approx(9 * means["mean"]["trunk.4.weight"] / means["mean"][k]))
 
 
 def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:

@@ -22,6 +22,10 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   follows the examples, without the per-layer norm, save 8 vs 9? Records:
   ``nai-joint-task-screen.jsonl``. ``joint-task-lam``: the same at λ 0.3 and 1 on order 0
   (λ 0.1 forgot 2 vs 3 there), same records file.
+* ``joint-task-sum`` (session 20): as ``joint-task``, with a conv kernel entry's uses summed
+  over the output positions instead of averaged (``joint_positions="sum"``), which gives the
+  layers EWC's profile (``omega_concentration.txt``), λ 0.1 set from that profile, not tuned.
+  Records: ``nai-joint-task-sum-screen.jsonl``.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -56,6 +60,8 @@ SCREENS = {
     # order 0 only, two stronger λ (the joint map concentrates Ω on few weights)
     "joint-task-lam": ("nai", {"map": "joint", "norm": "task", "lam": [0.3, 1.0]},
                        "nai-joint-task-screen.jsonl", [0]),
+    "joint-task-sum": ("nai", {"map": "joint", "norm": "task", "joint_positions": "sum",
+                               "lam": 0.1}, "nai-joint-task-sum-screen.jsonl"),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }

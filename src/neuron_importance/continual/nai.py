@@ -180,6 +180,13 @@ class NAIOptions:
             θ̄ = Σ a_t Ω_t θ*_t / Ω_acc, so the memory stays two tensors per parameter (the
             penalty's value leaves the constant out; its gradient is exact). Needs a linear
             accumulation (not ``acc="max"``) and ``penalty="quad"``.
+        joint_positions: how ``map="joint"`` combines a conv kernel entry's uses over the
+            output positions: ``mean`` (above) or ``sum``. With ``norm="mean"`` the two are
+            the same (a constant per layer); with ``norm="task"`` the mean makes a conv
+            layer's Ω a per-position quantity, P times (P output positions) smaller than its
+            sum over the positions where the kernel is used, while a channel's conductance and
+            EWC's Fisher sum over positions, so the conv layers are held P times too loosely
+            against the fully connected ones (``omega_concentration.txt``, session 20).
     """
 
     stat: str = "sq"
@@ -205,6 +212,7 @@ class NAIOptions:
     conv_units: str = "channel"
     input_side: str = "importance"
     anchor: str = "last"
+    joint_positions: str = "mean"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -219,6 +227,7 @@ class NAIOptions:
             ("conv_units", ("channel", "position")),
             ("input_side", ("importance", "activation")),
             ("anchor", ("last", "task")),
+            ("joint_positions", ("mean", "sum")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -544,7 +553,9 @@ class NAI(Strategy):
                                  f"{layer.padding}")
             cols = F.unfold(a2, layer.kernel_size)  # (n, C_in·kh·kw, P)
             u = unit.flatten(2)  # (n, C_out, P)
-            part = torch.einsum("nop,nkp->ok", u, cols) / u.shape[-1]
+            part = torch.einsum("nop,nkp->ok", u, cols)
+            if self.options.joint_positions == "mean":
+                part = part / u.shape[-1]
             part = part.reshape(layer.weight.shape)
         else:
             part = unit.T @ a2
