@@ -7,6 +7,8 @@ own walk of the trunk.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -411,7 +413,7 @@ def test_nai_joint_map_of_a_conv_kernel_by_loops() -> None:
 def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
     with pytest.raises(ValueError, match="map='joint' needs source='conductance'"):
         NAIOptions(map="joint")
-    with pytest.raises(ValueError, match="norm='mean' or 'task'"):
+    with pytest.raises(ValueError, match="norm='mean', 'task' or 'none'"):
         NAIOptions(map="joint", source="conductance", norm="max")
 
 
@@ -439,6 +441,11 @@ def test_nai_joint_map_with_task_norm_is_the_per_example_product_over_one_number
     scaled = _nai_with_scaled_head(model, x, y, 1, opts, 3.0)
     for k, v in nai.omega.items():
         torch.testing.assert_close(scaled.omega[k], v)
+    # norm='none': the joint map itself, with the task's own scale
+    raw = _nai_with_scaled_head(model, x, y, 1, replace(opts, norm="none"), 1.0)
+    for lin in (0, 2):
+        torch.testing.assert_close(raw.omega[f"trunk.{lin}.weight"], joint[lin])
+        torch.testing.assert_close(raw.omega[f"trunk.{lin}.bias"], bias[lin])
 
 
 def _nai_with_scaled_head(model, x, y, head: int, options: NAIOptions, scale: float) -> NAI:

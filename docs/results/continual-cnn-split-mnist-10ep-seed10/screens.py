@@ -26,6 +26,11 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   over the output positions instead of averaged (``joint_positions="sum"``), which gives the
   layers EWC's profile (``omega_concentration.txt``), λ 0.1 set from that profile, not tuned.
   Records: ``nai-joint-task-sum-screen.jsonl``.
+* ``joint-sum-raw`` (session 20): as ``joint-task-sum``, without the task's normalisation and
+  with the Fisher example weights left raw (``norm="none"``, ``conductance_weight=
+  "fisher-raw"``): Ω then has the Fisher's per-layer sizes *and* its per-task scale (on task
+  0 trained alone, within a factor 2 of EWC's Fisher in every layer), λ 300, EWC's, not tuned.
+  Records: ``nai-joint-sum-raw-screen.jsonl``.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -62,6 +67,9 @@ SCREENS = {
                        "nai-joint-task-screen.jsonl", [0]),
     "joint-task-sum": ("nai", {"map": "joint", "norm": "task", "joint_positions": "sum",
                                "lam": 0.1}, "nai-joint-task-sum-screen.jsonl"),
+    "joint-sum-raw": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
+                              "conductance_weight": "fisher-raw", "lam": 300.0},
+                      "nai-joint-sum-raw-screen.jsonl"),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }

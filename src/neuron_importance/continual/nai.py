@@ -97,7 +97,8 @@ class NAIOptions:
             inputs are active *on the examples where the unit matters*, as the Fisher
             E[δ_i² a_j²] of EWC does. Needs ``source="conductance"`` and ``norm="mean"``, or
             ``norm="task"``: each layer's Ω_ij = E_n[s_i(n)·a_j(n)²] is then left as it is
-            and the task's Ω divided by one number (session 20); a shared head keeps ``prod``.
+            and the task's Ω divided by one number, or ``norm="none"``: left as it is, with
+            the task's own scale (session 20); a shared head keeps ``prod``.
         acc: accumulation over tasks: ``max``; ``decay`` ηΩ + Ω_new; ``mean`` running mean;
             ``sum``.
         eta: the decay factor of ``acc="decay"``.
@@ -252,9 +253,9 @@ class NAIOptions:
                              "map='joint' (with importances on both sides a hidden weight's Ω "
                              "scales as the square of a first-layer weight's)")
         if self.map == "joint" and (self.source != "conductance"
-                                    or self.norm not in ("mean", "task")):
+                                    or self.norm not in ("mean", "task", "none")):
             raise ValueError("NAI option map='joint' needs source='conductance' and "
-                             f"norm='mean' or 'task' (got source={self.source!r}, "
+                             f"norm='mean', 'task' or 'none' (got source={self.source!r}, "
                              f"norm={self.norm!r})")
         if self.anchor == "task" and (self.acc == "max" or self.penalty != "quad"):
             raise ValueError("NAI option anchor='task' needs a linear accumulation and "
@@ -656,8 +657,8 @@ class NAI(Strategy):
                     prev = prev.flatten()
             if o.map == "joint" and name in self._joint:
                 j = self._joint[name]
-                if o.norm == "task":  # one conductance factor: the task's scale comes off below
-                    om = j
+                if o.norm in ("task", "none"):  # one conductance factor: norm="task" takes
+                    om = j                         # the task's scale off below
                 else:
                     om = j / j.mean() if j.mean() > 0 else torch.zeros_like(j)
                 ob = i_out.reshape(w.shape[0], -1).mean(1)
