@@ -41,13 +41,24 @@ def train_alone(task: Task, head: int, epochs: int = 2) -> ContinualCNN:
     return model.eval()
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+def first_task(data_dir: str) -> tuple[ContinualCNN, TaskData]:
+    """The CNN trained on 0 vs 1 alone and that task's first 2,000 training examples."""
     task = make_stream("split-mnist", data_dir=data_dir).tasks[0]
     model = train_alone(task, 0)
     x, y = task.x_train[:2000], task.y_train[:2000]
-    data = TaskData(x, y, lambda v: model(v, task=0), 0, 0)
+    return model, TaskData(x, y, lambda v: model(v, task=0), 0, 0)
+
+
+def task_omega(method: str, hp: dict, model: ContinualCNN, data: TaskData) -> dict:
+    """The finished task's Ω (EWC: its Fisher) of ``make_strategy(method, hp)``."""
+    s = make_strategy(method, hp)
+    s.after_task(model, data)
+    return s.terms[-1][1] if method == "ewc" else s.omega
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    model, data = first_task(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
     print("penalty | " + " | ".join(n for n, _ in model.trunk.named_parameters()
                                      if n.endswith("weight")))
     for label, method, hp in [("EWC λ 300", "ewc", {"lam": 300.0}),
@@ -59,9 +70,7 @@ def main() -> None:
                               ("NAI, norm task, input side activation, λ 0.1", "nai",
                                {"lam": 0.1, **FISHER_NAI, "norm": "task",
                                 "input_side": "activation"})]:
-        s = make_strategy(method, hp)
-        s.after_task(model, data)
-        omega = s.terms[-1][1] if method == "ewc" else s.omega
+        omega = task_omega(method, hp, model, data)
         cells = [f"{hp['lam'] * v.float().mean().item():.3g}" for k, v in omega.items()
                  if k.endswith("weight")]
         print(f"{label} | " + " | ".join(cells))

@@ -15,10 +15,7 @@ from __future__ import annotations
 import sys
 
 import torch
-from layer_stiffness import FISHER_NAI, train_alone
-
-from neuron_importance.continual import make_strategy, make_stream
-from neuron_importance.continual.strategies import TaskData
+from layer_stiffness import FISHER_NAI, first_task, task_omega
 
 PENALTIES = [("EWC (Fisher)", "ewc", {"lam": 1.0}),
              ("NAI, norm network", "nai", {"lam": 1.0, **FISHER_NAI, "norm": "network"}),
@@ -31,17 +28,11 @@ PENALTIES = [("EWC (Fisher)", "ewc", {"lam": 1.0}),
 
 def main() -> None:
     torch.set_num_threads(1)
-    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
-    task = make_stream("split-mnist", data_dir=data_dir).tasks[0]
-    model = train_alone(task, 0)
-    x, y = task.x_train[:2000], task.y_train[:2000]
-    data = TaskData(x, y, lambda v: model(v, task=0), 0, 0)
+    model, data = first_task(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
     print("penalty | top-1 % share (conv1 / conv2 / fc) | fraction below 1 % of the mean | "
           "mean relative to conv1's")
     for label, method, hp in PENALTIES:
-        s = make_strategy(method, hp)
-        s.after_task(model, data)
-        omega = s.terms[-1][1] if method == "ewc" else s.omega
+        omega = task_omega(method, hp, model, data)
         top, free, means = [], [], []
         for k, v in omega.items():
             if not (k.startswith("trunk.") and k.endswith("weight")):
