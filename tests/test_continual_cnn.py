@@ -413,6 +413,8 @@ def test_nai_joint_map_of_a_conv_kernel_by_loops() -> None:
 def test_nai_joint_map_needs_conductance_and_mean_norm() -> None:
     with pytest.raises(ValueError, match="map='joint' needs source='conductance'"):
         NAIOptions(map="joint")
+    with pytest.raises(ValueError, match="joint_positions applies to map='joint' only"):
+        NAIOptions(joint_positions="sum")
     with pytest.raises(ValueError, match="norm='mean', 'task' or 'none'"):
         NAIOptions(map="joint", source="conductance", norm="max")
 

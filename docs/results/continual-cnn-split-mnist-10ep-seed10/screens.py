@@ -30,7 +30,8 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   with the Fisher example weights left raw (``norm="none"``, ``conductance_weight=
   "fisher-raw"``): Ω then has the Fisher's per-layer sizes *and* its per-task scale (on task
   0 trained alone, within a factor 2 of EWC's Fisher in every layer), λ 300, EWC's, not tuned.
-  Records: ``nai-joint-sum-raw-screen.jsonl``.
+  Records: ``nai-joint-sum-raw-screen.jsonl``. ``joint-sum-raw-lam``: the same at λ 100 and
+  1000 on order 0 (the start of its grid), same records file.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -70,6 +71,9 @@ SCREENS = {
     "joint-sum-raw": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
                               "conductance_weight": "fisher-raw", "lam": 300.0},
                       "nai-joint-sum-raw-screen.jsonl"),
+    "joint-sum-raw-lam": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
+                                  "conductance_weight": "fisher-raw", "lam": [100.0, 1000.0]},
+                          "nai-joint-sum-raw-screen.jsonl", [0]),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }

@@ -183,11 +183,12 @@ class NAIOptions:
             accumulation (not ``acc="max"``) and ``penalty="quad"``.
         joint_positions: how ``map="joint"`` combines a conv kernel entry's uses over the
             output positions: ``mean`` (above) or ``sum``. With ``norm="mean"`` the two are
-            the same (a constant per layer); with ``norm="task"`` the mean makes a conv
-            layer's Ω a per-position quantity, P times (P output positions) smaller than its
-            sum over the positions where the kernel is used, while a channel's conductance and
-            EWC's Fisher sum over positions, so the conv layers are held P times too loosely
-            against the fully connected ones (``omega_concentration.txt``, session 20).
+            the same (a constant per layer). With ``norm="task"`` or ``"none"`` the mean makes
+            a conv layer's Ω a per-position quantity, P times (P output positions) smaller
+            than its sum over the positions where the kernel is used, while a channel's
+            conductance and EWC's Fisher sum over positions, so the conv layers are held P
+            times too loosely against the fully connected ones (``omega_concentration.txt``,
+            session 20). ``map="joint"`` only.
     """
 
     stat: str = "sq"
@@ -257,6 +258,9 @@ class NAIOptions:
             raise ValueError("NAI option map='joint' needs source='conductance' and "
                              f"norm='mean', 'task' or 'none' (got source={self.source!r}, "
                              f"norm={self.norm!r})")
+        if self.joint_positions != "mean" and self.map != "joint":
+            raise ValueError("NAI option joint_positions applies to map='joint' only "
+                             f"(got map={self.map!r})")
         if self.anchor == "task" and (self.acc == "max" or self.penalty != "quad"):
             raise ValueError("NAI option anchor='task' needs a linear accumulation and "
                              f"penalty='quad' (got acc={self.acc!r}, penalty={self.penalty!r})")
