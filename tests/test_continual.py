@@ -7,6 +7,7 @@ files; the MNIST-backed streams are tested in test_continual_streams.py.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -885,7 +886,7 @@ def test_nai_task_anchors_are_the_sum_of_each_tasks_own_quadratic(acc: str, shar
         x, y = torch.randn(25, 6), torch.randint(0, 2, (25,))
         head = 0 if shared else t
         data = TaskData(x, y, lambda v, h=head: model(v, task=h), head, t)
-        alone = NAI(1.5, NAIOptions(**{**opts.__dict__, "anchor": "last"}))
+        alone = NAI(1.5, replace(opts, anchor="last"))
         alone.after_task(model, data)
         nai.after_task(model, data)
         terms.append((alone.omega, {k: p.detach().clone()

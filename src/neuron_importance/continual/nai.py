@@ -445,6 +445,13 @@ def _pair_elementwise(a: Tensor, b: Tensor, how: str) -> Tensor:
     return a * b
 
 
+def _divide_trunk(values: dict[str, Tensor], d: Tensor) -> dict[str, Tensor]:
+    """The trunk's entries of ``values`` divided by the task's one scale ``d`` (zeros when
+    ``d`` is 0: a task with no importance anywhere), the others as they are."""
+    return {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.") else v
+            for k, v in values.items()}
+
+
 class _CentredLogits(nn.Module):
     """``z − mean_k z_k`` of a :class:`~.models.MultiHeadNet`'s head.
 
@@ -716,10 +723,10 @@ class NAI(Strategy):
         if o.norm == "task":  # one scale per task, taken from Ω below
             unit = dict(raw)
         elif o.norm == "network":  # one scale per task: the mean of the trunk's layer means
-            trunk = [v for k, v in raw.items() if k.startswith("trunk.")]
-            d = torch.stack([v.mean() for v in trunk]).mean()
-            unit = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
-                    else normalise(v, "mean") if k == "input" else v for k, v in raw.items()}
+            d = torch.stack([v.mean() for k, v in raw.items() if k.startswith("trunk.")]).mean()
+            unit = _divide_trunk(raw, d)
+            if "input" in unit:
+                unit["input"] = normalise(unit["input"], "mean")
         else:  # per layer over all its units (a per-position map too), kept in its shape
             unit = {k: normalise(v.flatten(), o.norm, o.tau).reshape(v.shape)
                     for k, v in raw.items()}
@@ -734,8 +741,7 @@ class NAI(Strategy):
         if o.norm == "task":
             d = torch.stack([v.double().mean() for k, v in new.items()
                              if k.startswith("trunk.") and k.endswith(".weight")]).mean()
-            new = {k: (v / d if d > 0 else torch.zeros_like(v)) if k.startswith("trunk.")
-                   else v for k, v in new.items()}
+            new = _divide_trunk(new, d)
         for k in [k for k in unit if k.startswith("act:")]:
             del unit[k]  # input-side moments are no unit importances
         unit.pop("input", None)
