@@ -453,6 +453,34 @@ def test_nai_centred_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> 
 
 
 @pytest.mark.parametrize("head_sizes", [(2,), (3,)])
+def test_nai_logprob_conductance_matches_the_path_integral(head_sizes: tuple[int, ...]) -> None:
+    # one ReLU layer, zero trunk biases: along the path αx the hidden layer is α·h with
+    # h = relu(Wx), so unit i's conductance for log p_y is ∫₀¹ (V_yi − Σ_k p_k(α) V_ki) h_i dα,
+    # p(α) = softmax(α V h + b); the oracle integrates it with a 4,000-point midpoint rule
+    torch.manual_seed(3)
+    model = ContinualMLP(6, (5,), head_sizes).double()
+    with torch.no_grad():
+        model.trunk[0].bias.zero_()
+    x = torch.randn(40, 6, dtype=torch.float64)
+    y = torch.randint(0, head_sizes[0], (40,))
+    with torch.no_grad():
+        h = torch.relu(model.trunk[0](x))
+        v, b = model.heads[0].weight, model.heads[0].bias
+        alphas = (torch.arange(4000, dtype=torch.float64) + 0.5) / 4000
+        p = torch.softmax(alphas[:, None, None] * (h @ v.T)[None] + b, -1)  # (α, n, k)
+        dlogp = v[y][None] - p @ v  # (α, n, units): ∂ log p_y / ∂h_i along the path
+        c = dlogp.mean(0) * h
+        gap = torch.log_softmax(model(x, task=0), 1).gather(1, y[:, None]).squeeze(1) - \
+            torch.log_softmax(b.expand(40, -1), 1).gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(c.sum(1), gap, rtol=1e-6, atol=1e-8)  # the oracle is complete
+    nai = NAI(1.0, NAIOptions(source="conductance", conductance_stat="sq", norm="none",
+                              conductance_steps=64, conductance_target="logprob"))
+    nai.after_task(model, TaskData(x, y, lambda v_: model(v_, task=0), 0, 0))
+    torch.testing.assert_close(nai.last_importance["trunk.0"], c.square().mean(0),
+                               rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.parametrize("head_sizes", [(2,), (3,)])
 def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
     # the one-layer closed form of the centred conductance, each example weighted by
     # p_y(1 − p_y) of the model's softmax, the weights scaled to mean 1

@@ -7,6 +7,10 @@ Fisher and of NAI's Ω (λ = 1) for: the study's NAI without normalisation (Fish
 normalised to mean 1), the same with the input side's activation moments, and with the weights
 left raw (``conductance_weight="fisher-raw"``). EWC's Fisher is 7–100 times larger for the hard
 pair 8 vs 9 than for an easy pair; NAI's normalised weights give it *less* Ω than the easy ones.
+Session 21 added two columns: the per-example map summed over positions with raw Fisher weights
+(``screens.py joint-sum-raw``), explaining the centred logit or log p_y
+(``conductance_target="logprob"``); both give 8 vs 9 1.3–5× task 0's Ω, against the Fisher's
+7–10×, as a unit's conductance keeps its activation as a factor that the Fisher lacks.
 Output in ``task_scale.txt`` beside this file. Run from the repository root:
 
     python docs/results/continual-cnn-split-mnist-10ep-seed10/task_scale.py [DATA_DIR]
@@ -30,7 +34,15 @@ PENALTIES = [("EWC", "ewc", {"lam": 1.0}),
               {"lam": 1.0, **FISHER_NAI, "input_side": "activation"}),
              ("NAI none, input side activation, fisher-raw", "nai",
               {"lam": 1.0, **FISHER_NAI, "input_side": "activation",
-               "conductance_weight": "fisher-raw"})]
+               "conductance_weight": "fisher-raw"}),
+             # session 21: the per-example map summed over positions, raw Fisher weights
+             # (screens.py joint-sum-raw), for the logit and for log p_y (logprob)
+             ("NAI joint-sum-raw", "nai",
+              {"lam": 1.0, **FISHER_NAI, "map": "joint", "joint_positions": "sum",
+               "conductance_weight": "fisher-raw"}),
+             ("NAI joint-sum-raw, logprob", "nai",
+              {"lam": 1.0, **FISHER_NAI, "map": "joint", "joint_positions": "sum",
+               "conductance_weight": "fisher-raw", "conductance_target": "logprob"})]
 
 
 def main() -> None:

@@ -115,7 +115,11 @@ class NAIOptions:
             softmax head is blind to a shift of every logit by the same amount, so the part of
             a unit's conductance that moves all logits together is no importance for the
             task's predictions; ``centred`` leaves it out (for a 2-way head it is half the
-            margin z_y − z_other).
+            margin z_y − z_other); or ``logprob``, log p_y = log softmax(z)_y, the
+            log-likelihood that the Fisher of EWC differentiates (session 21). Its
+            conductances sum to log p_y(x) − log p_y(baseline), bounded by the baseline's
+            surprise, where a logit's grow with the example's margin: a task learned with
+            large activations and margins (an easy pair) no longer outweighs a hard one.
         n_samples: examples of the task used for the statistics (``None``: all).
         conductance_steps: ``n_steps`` of Total Conductance.
         reinit: fraction ρ of the least important units of each hidden layer whose incoming
@@ -224,7 +228,7 @@ class NAIOptions:
             ("head_importance", ("uniform", "logit")),
             ("downstream", ("none", "weights")),
             ("conductance_stat", ("abs", "sq")),
-            ("conductance_target", ("logit", "centred")),
+            ("conductance_target", ("logit", "centred", "logprob")),
             ("conductance_weight", ("uniform", "fisher", "fisher-raw")),
             ("conv_units", ("channel", "position")),
             ("input_side", ("importance", "activation")),
@@ -467,6 +471,20 @@ class _CentredLogits(nn.Module):
         return z - z.mean(1, keepdim=True)
 
 
+class _LogProbs(nn.Module):
+    """``log softmax(z)`` of a :class:`~.models.MultiHeadNet`'s head.
+
+    Used for ``conductance_target="logprob"``.
+    """
+
+    def __init__(self, net: MultiHeadNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, task: int | Tensor | None = None) -> Tensor:
+        return torch.log_softmax(self.net(x, task), 1)
+
+
 @torch.no_grad()
 def _fisher_weights(model: MultiHeadNet, x: Tensor, y: Tensor, head: int, *,
                     normalised: bool = True) -> Tensor:
@@ -594,6 +612,8 @@ class NAI(Strategy):
             explained, prefix = model, ""
             if o.conductance_target == "centred":
                 explained, prefix = _CentredLogits(model), "net."
+            elif o.conductance_target == "logprob":
+                explained, prefix = _LogProbs(model), "net."
             weight = None
             if o.conductance_weight != "uniform":
                 weight = _fisher_weights(model, x, y, data.head,
