@@ -31,7 +31,9 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   "fisher-raw"``): Ω then has the Fisher's per-layer sizes *and* its per-task scale (on task
   0 trained alone, within a factor 2 of EWC's Fisher in every layer), λ 300, EWC's, not tuned.
   Records: ``nai-joint-sum-raw-screen.jsonl``. ``joint-sum-raw-lam``: the same at λ 100 and
-  1000 on order 0 (the start of its grid), same records file.
+  1000 on order 0 (the start of its grid), same records file. ``joint-sum-raw-reverse``
+  (session 21, after its study chose λ 100 and lost 8 vs 9 on the reverse order): the reverse
+  order at λ 1000, the point seed 15's tuning chose, same records file.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -74,6 +76,9 @@ SCREENS = {
     "joint-sum-raw-lam": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
                                   "conductance_weight": "fisher-raw", "lam": [100.0, 1000.0]},
                           "nai-joint-sum-raw-screen.jsonl", [0]),
+    "joint-sum-raw-reverse": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
+                                      "conductance_weight": "fisher-raw", "lam": 1000.0},
+                              "nai-joint-sum-raw-screen.jsonl", [1]),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }
