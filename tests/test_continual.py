@@ -480,6 +480,40 @@ def test_nai_logprob_conductance_matches_the_path_integral(head_sizes: tuple[int
                                rtol=1e-4, atol=1e-10)
 
 
+@pytest.mark.parametrize("norm", ["network", "mean"])
+def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str) -> None:
+    # task_weight="uncertainty": task t's Ω is the plain one times u_t = mean p_y(1 − p_y) of
+    # its softmax; two tasks with heads of different sharpness get different u_t, and the
+    # summed Ω is u_0 Ω_0 + u_1 Ω_1; the node importances are left as they are
+    torch.manual_seed(4)
+    model = ContinualMLP(6, (5, 4), (2, 2)).double()
+    with torch.no_grad():
+        model.heads[1].weight.mul_(4.0)
+    x = torch.randn(30, 6, dtype=torch.float64)
+    ys = [torch.randint(0, 2, (30,)) for _ in range(2)]
+    base = NAIOptions(source="conductance", conductance_stat="sq", conductance_steps=4,
+                      conductance_target="centred", norm=norm, acc="sum", floor=0.0)
+    weighted = NAI(1.0, replace(base, task_weight="uncertainty"))
+    us = []
+    for t, y in enumerate(ys):
+        data = TaskData(x, y, lambda v, t=t: model(v, task=t), t, t)
+        plain = NAI(1.0, base)
+        plain.after_task(model, data)
+        before = {k: v.clone() for k, v in weighted.omega.items()}
+        weighted.after_task(model, data)
+        with torch.no_grad():
+            py = torch.softmax(model(x, task=t), 1)[torch.arange(30), y]
+        u = float((py * (1 - py)).mean())
+        us.append(u)
+        for k, om in plain.omega.items():
+            torch.testing.assert_close(weighted.omega[k], before.get(k, 0) + u * om)
+        for k, v in plain.last_importance.items():
+            torch.testing.assert_close(weighted.last_importance[k], v)
+    assert us[1] < 0.8 * us[0]  # the sharper head is surer: the task weighs less
+    with pytest.raises(ValueError, match="task_weight='loss' is not one of"):
+        NAIOptions(task_weight="loss")
+
+
 @pytest.mark.parametrize("head_sizes", [(2,), (3,)])
 def test_nai_fisher_weighted_conductance_is_closed_form(head_sizes: tuple[int, ...]) -> None:
     # the one-layer closed form of the centred conductance, each example weighted by

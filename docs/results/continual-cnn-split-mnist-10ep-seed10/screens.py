@@ -34,6 +34,10 @@ study's settings. They are diagnoses, chosen after seeing the reverse order's te
   1000 on order 0 (the start of its grid), same records file. ``joint-sum-raw-reverse``
   (session 21, after its study chose λ 100 and lost 8 vs 9 on the reverse order): the reverse
   order at λ 1000, the point seed 15's tuning chose, same records file.
+* ``task-weight`` (session 21): the frozen NAI (``norm="network"``) with each task's Ω
+  multiplied by its mean p_y(1 − p_y) (``task_weight="uncertainty"``), the factor by which
+  EWC's Fisher holds 8 vs 9 7× harder than 0 vs 1 (``task_scale.txt``); λ 30 ≈ the frozen
+  0.1 divided by a typical task's 3e-3, not tuned. Records: ``nai-task-weight-screen.jsonl``.
 * ``online-ewc`` (session 20, a control): online EWC, λ 300, γ 1, one anchor and one summed
   Fisher, as NAI has: does a single anchor explain the forgetting? Records:
   ``online-ewc-screen.jsonl``.
@@ -79,6 +83,8 @@ SCREENS = {
     "joint-sum-raw-reverse": ("nai", {"map": "joint", "norm": "none", "joint_positions": "sum",
                                       "conductance_weight": "fisher-raw", "lam": 1000.0},
                               "nai-joint-sum-raw-screen.jsonl", [1]),
+    "task-weight": ("nai", {"task_weight": "uncertainty", "lam": 30.0},
+                    "nai-task-weight-screen.jsonl"),
     "online-ewc": ("online-ewc", {"lam": 300.0, "gamma": 1.0, "empirical": False,
                                   "n_samples": None}, "online-ewc-screen.jsonl"),
 }

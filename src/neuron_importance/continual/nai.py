@@ -193,6 +193,15 @@ class NAIOptions:
             conductance and EWC's Fisher sum over positions, so the conv layers are held P
             times too loosely against the fully connected ones (``omega_concentration.txt``,
             session 20). ``map="joint"`` only.
+        task_weight: a factor on each finished task's weight importances Ω_t (the node
+            importances are left as they are): ``none`` 1, or ``uncertainty``
+            u_t = E_n[p_y(n)(1 − p_y(n))], the mean Bernoulli variance of the task's softmax
+            on the examples its importance is measured on (session 21). The Fisher of EWC
+            carries this factor (for a logistic output it is E[p(1−p)‖∂z/∂θ‖²]), so it holds
+            a task the network is unsure of (8 vs 9, u 7× that of 0 vs 1) harder than an easy
+            one, which NAI's per-task normalisation (``norm="network"``, ``"task"`` or the
+            per-layer norms) makes all alike and a conductance (its activation factor) does
+            not restore (``task_scale.txt``). u_t is 1e-4–1e-2, so λ grows to match.
     """
 
     stat: str = "sq"
@@ -219,6 +228,7 @@ class NAIOptions:
     input_side: str = "importance"
     anchor: str = "last"
     joint_positions: str = "mean"
+    task_weight: str = "none"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (
@@ -234,6 +244,7 @@ class NAIOptions:
             ("input_side", ("importance", "activation")),
             ("anchor", ("last", "task")),
             ("joint_positions", ("mean", "sum")),
+            ("task_weight", ("none", "uncertainty")),
         ):
             value = getattr(self, field_name)
             if value not in allowed:
@@ -592,15 +603,22 @@ class NAI(Strategy):
         name = f"trunk.{lin}"
         self._joint[name] = part if name not in self._joint else self._joint[name] + part
 
+    def _samples(self, data: TaskData) -> tuple[Tensor, Tensor]:
+        """The task's examples (and labels) its importances are measured on: ``n_samples``
+        drawn with a seed of the strategy and the task, or all of them."""
+        x, y = data.x, data.y
+        n = self.options.n_samples
+        if n is not None and n < x.shape[0]:
+            g = torch.Generator().manual_seed(self.seed + 7919 * data.identity)
+            idx = torch.randperm(x.shape[0], generator=g)[:n]
+            x, y = x[idx], y[idx]
+        return x, y
+
     def _raw(self, model: MultiHeadNet, data: TaskData) -> dict[str, Tensor]:
         """Raw importance m^l per linear layer name (``trunk.<i>`` and ``heads.0``)."""
         o = self.options
         self._joint = {}
-        x, y = data.x, data.y
-        if o.n_samples is not None and o.n_samples < x.shape[0]:
-            g = torch.Generator().manual_seed(self.seed + 7919 * data.identity)
-            idx = torch.randperm(x.shape[0], generator=g)[: o.n_samples]
-            x, y = x[idx], y[idx]
+        x, y = self._samples(data)
         pairs = trunk_unit_layers(model)
         raw: dict[str, Tensor] = {}
         batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
@@ -762,6 +780,15 @@ class NAI(Strategy):
             d = torch.stack([v.double().mean() for k, v in new.items()
                              if k.startswith("trunk.") and k.endswith(".weight")]).mean()
             new = _divide_trunk(new, d)
+        if o.task_weight == "uncertainty":
+            x, y = self._samples(data)
+            was_training = model.training
+            model.eval()
+            try:
+                u = float(_fisher_weights(model, x, y, data.head, normalised=False).mean())
+            finally:
+                model.train(was_training)
+            new = {k: v * u for k, v in new.items()}
         for k in [k for k in unit if k.startswith("act:")]:
             del unit[k]  # input-side moments are no unit importances
         unit.pop("input", None)
