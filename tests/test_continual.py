@@ -417,17 +417,23 @@ def test_nai_conductance_of_a_one_layer_relu_net_is_closed_form(how: str) -> Non
     torch.testing.assert_close(nai.last_importance["trunk.0"], expected)
 
 
-def _one_layer_centred_conductance(seed: int, head_sizes: tuple[int, ...]):
-    """A one-layer ReLU net with zero trunk biases, 40 examples, and the closed form of each
-    unit's conductance for the centred logit z_y − mean_k z_k: along the path αx from the zero
-    baseline the net is linear, so c_i = (w_{y,i} − mean_k w_{k,i})·relu(W_i x) (the head bias
-    is common to the baseline and drops out)."""
+def _one_layer_net(seed: int, head_sizes: tuple[int, ...]):
+    """A one-layer ReLU net with zero trunk biases (so the hidden layer is α·relu(Wx) along
+    the path αx from the zero baseline), 40 examples and their labels."""
     torch.manual_seed(seed)
     model = ContinualMLP(6, (5,), head_sizes).double()
     with torch.no_grad():
         model.trunk[0].bias.zero_()
     x = torch.randn(40, 6, dtype=torch.float64)
     y = torch.randint(0, head_sizes[0], (40,))
+    return model, x, y
+
+
+def _one_layer_centred_conductance(seed: int, head_sizes: tuple[int, ...]):
+    """:func:`_one_layer_net` and the closed form of each unit's conductance for the centred
+    logit z_y − mean_k z_k: the net is linear along the path, so c_i = (w_{y,i} − mean_k
+    w_{k,i})·relu(W_i x) (the head bias is common to the baseline and drops out)."""
+    model, x, y = _one_layer_net(seed, head_sizes)
     with torch.no_grad():
         w = model.heads[0].weight
         c = (w[y] - w.mean(0)) * torch.relu(model.trunk[0](x))
@@ -457,12 +463,7 @@ def test_nai_logprob_conductance_matches_the_path_integral(head_sizes: tuple[int
     # one ReLU layer, zero trunk biases: along the path αx the hidden layer is α·h with
     # h = relu(Wx), so unit i's conductance for log p_y is ∫₀¹ (V_yi − Σ_k p_k(α) V_ki) h_i dα,
     # p(α) = softmax(α V h + b); the oracle integrates it with a 4,000-point midpoint rule
-    torch.manual_seed(3)
-    model = ContinualMLP(6, (5,), head_sizes).double()
-    with torch.no_grad():
-        model.trunk[0].bias.zero_()
-    x = torch.randn(40, 6, dtype=torch.float64)
-    y = torch.randint(0, head_sizes[0], (40,))
+    model, x, y = _one_layer_net(3, head_sizes)
     with torch.no_grad():
         h = torch.relu(model.trunk[0](x))
         v, b = model.heads[0].weight, model.heads[0].bias

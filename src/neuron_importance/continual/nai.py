@@ -467,33 +467,20 @@ def _divide_trunk(values: dict[str, Tensor], d: Tensor) -> dict[str, Tensor]:
             for k, v in values.items()}
 
 
-class _CentredLogits(nn.Module):
-    """``z − mean_k z_k`` of a :class:`~.models.MultiHeadNet`'s head.
+class _ExplainedOutput(nn.Module):
+    """What NAI's conductances explain, from a :class:`~.models.MultiHeadNet`'s head logits
+    z: ``centred`` z − mean_k z_k, or ``logprob`` log softmax(z) (``conductance_target``)."""
 
-    Used for ``conductance_target="centred"``.
-    """
-
-    def __init__(self, net: MultiHeadNet) -> None:
+    def __init__(self, net: MultiHeadNet, target: str) -> None:
         super().__init__()
         self.net = net
+        self.target = target
 
     def forward(self, x: Tensor, task: int | Tensor | None = None) -> Tensor:
         z = self.net(x, task)
+        if self.target == "logprob":
+            return torch.log_softmax(z, 1)
         return z - z.mean(1, keepdim=True)
-
-
-class _LogProbs(nn.Module):
-    """``log softmax(z)`` of a :class:`~.models.MultiHeadNet`'s head.
-
-    Used for ``conductance_target="logprob"``.
-    """
-
-    def __init__(self, net: MultiHeadNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: Tensor, task: int | Tensor | None = None) -> Tensor:
-        return torch.log_softmax(self.net(x, task), 1)
 
 
 @torch.no_grad()
@@ -628,10 +615,8 @@ class NAI(Strategy):
             was_training = model.training
             model.eval()
             explained, prefix = model, ""
-            if o.conductance_target == "centred":
-                explained, prefix = _CentredLogits(model), "net."
-            elif o.conductance_target == "logprob":
-                explained, prefix = _LogProbs(model), "net."
+            if o.conductance_target != "logit":
+                explained, prefix = _ExplainedOutput(model, o.conductance_target), "net."
             weight = None
             if o.conductance_weight != "uniform":
                 weight = _fisher_weights(model, x, y, data.head,
