@@ -740,7 +740,8 @@ _COMMITTED_STUDIES = {"continual": 100, "continual-3seeds": 100, "continual-20ep
                       "continual-20ep-5seeds-seed5-headwarmup-fisher": 200,
                       "continual-20ep-5seeds-seed10-onese-headwarmup-fisher": 185,
                       "continual-fmnist-20ep-3seeds-seed10-onese-fisher": 130,
-                      "continual-cnn-split-mnist-10ep-seed10": 35, "continual-cnn-split-mnist-10ep-seed15": 33}
+                      "continual-cnn-split-mnist-10ep-seed10": 35, "continual-cnn-split-mnist-10ep-seed15": 33,
+                      "continual-cnn-split-fmnist-10ep-seed10": 40}
 
 
 def test_every_committed_study_folder_is_key_checked() -> None:

@@ -1,14 +1,15 @@
-"""A second training seed for EWC and NAI on seed 15's five orders (session 21).
+"""A second training seed for EWC and NAI on a 1-seed study's orders (session 21).
 
-The study in this folder ran one training seed per order, so its EWC-vs-NAI comparison (mean
-99.86 vs 99.77, std 0.012 vs 0.038) carries one seed's noise. This script trains seed 16 for
-the two methods at their frozen points (``results.json``: EWC λ 1000; NAI ``norm="network"``,
-``anchor="task"``, λ 0.1), no re-tuning, appends the records to ``second-seed-runs.jsonl``
-(each a run a ``--seeds 2`` study would reuse), and writes ``second_seed.txt``: per order the
-ACC of each seed and their mean, then mean ± std (ddof 0, over the orders' 2-seed means) and
-worst, and the per-order differences NAI − EWC. Run from the repository root:
+A study run with one training seed per order compares EWC and NAI with one seed's noise.
+This script trains the next seed (the study's ``--seed`` + 1) for the two methods at their
+frozen points (the study's ``results.json``), with no re-tuning, appends the records to
+``FOLDER/second-seed-runs.jsonl`` (each a run a ``--seeds 2`` study would reuse), and writes
+``FOLDER/second_seed.txt``: per order the ACC of each seed and their mean, then mean ± std
+(ddof 0, over the orders' 2-seed means) and worst, and the per-order differences NAI − EWC.
+Used on ``continual-cnn-split-mnist-10ep-seed15`` and ``continual-cnn-split-fmnist-10ep-seed10``.
+Run from the repository root:
 
-    python docs/results/continual-cnn-split-mnist-10ep-seed15/second_seed.py [DATA_DIR]
+    python docs/results/second_seed.py docs/results/FOLDER [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -21,29 +22,34 @@ import numpy as np
 
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
-HERE = Path(__file__).resolve().parent
 METHODS = ("ewc", "nai")
-RECORDS = HERE / "second-seed-runs.jsonl"
 
 
 def main() -> int:
-    res = json.loads((HERE / "results.json").read_text())
+    if len(sys.argv) < 2:
+        print("usage: second_seed.py FOLDER [DATA_DIR]", file=sys.stderr)
+        return 2
+    here = Path(sys.argv[1])
+    records = here / "second-seed-runs.jsonl"
+    res = json.loads((here / "results.json").read_text())
     settings = StudySettings.from_saved(res["settings"])
-    chosen = res["chosen_hyperparameters"]["split-mnist"]
-    orders = [tuple(o) for o in res["orders"]["split-mnist"]]
+    (bench,) = settings.benchmarks
+    chosen = res["chosen_hyperparameters"][bench]
+    orders = [tuple(o) for o in res["orders"][bench]]
     seeds = (settings.seed, settings.seed + 1)
-    specs = [RunSpec("main", "split-mnist", m, o, tuple(sorted(chosen[m].items())),
-                     settings.epochs["split-mnist"], "task", "", seeds[1])
+    specs = [RunSpec("main", bench, m, o, tuple(sorted(chosen[m].items())),
+                     settings.epochs[bench], "task", "", seeds[1])
              for m in METHODS for o in orders]
-    data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
-    n = append_runs(specs, settings, RECORDS, data_dir, HERE / "checkpoints-second-seed",
-                    jobs=2, done_files=[HERE / "runs.jsonl", RECORDS])
+    data_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
+    n = append_runs(specs, settings, records, data_dir, here / "checkpoints-second-seed",
+                    jobs=2, done_files=[here / "runs.jsonl", records])
     print(f"trained {n} runs")
-    recs = [json.loads(line) for path in (HERE / "runs.jsonl", RECORDS)
+    recs = [json.loads(line) for path in (here / "runs.jsonl", records)
             for line in path.read_text().splitlines()]
     acc: dict[tuple[str, tuple[int, ...], int], float] = {}
     for r in recs:
-        if r["phase"] == "main" and r["method"] in METHODS and r["scenario"] == "task":
+        if (r["phase"] == "main" and r["benchmark"] == bench and r["method"] in METHODS
+                and r["scenario"] == "task"):
             if r["hyperparameters"] == chosen[r["method"]]:
                 acc[(r["method"], tuple(r["order"]), r.get("seed", 0))] = r["acc"]
     lines = ["order | " + " | ".join(f"{m} seed {s}" for m in METHODS for s in seeds)
@@ -66,7 +72,7 @@ def main() -> int:
     lines.append(f"nai − ewc per order: mean {d.mean():+.3f}, orders where NAI ≥ EWC: "
                  f"{int((d >= 0).sum())} of {len(d)}")
     text = "\n".join(lines) + "\n"
-    (HERE / "second_seed.txt").write_text(text)
+    (here / "second_seed.txt").write_text(text)
     print(text, end="")
     return 0
 
