@@ -201,6 +201,20 @@ def test_study_writes_the_contract_and_resumes(tmp_path: Path, data_root: Path) 
     assert again["seconds"]["total_all_invocations"] == pytest.approx(
         first + again["seconds"]["total_this_invocation"], abs=0.1)
     assert "all 2 invocations into this folder" in (tmp_path / "report.md").read_text()
+    # a tuning run missing from runs.jsonl while the main run of that point is there (a
+    # screen appended beside the study, say) is copied from it, not trained
+    ewc_main = next(r for r in reused if r["phase"] == "main" and r["method"] == "ewc")
+    tune_key = ewc_main["reused_from"]
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    (tmp_path / "runs.jsonl").write_text("".join(
+        line + "\n" for line in lines if json.loads(line)["key"] != tune_key))
+    run_study(tmp_path, tiny_settings(), data_dir=data_root, progress=False)
+    redone = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()
+              if json.loads(line)["key"] == tune_key]
+    assert len(redone) == 1 and redone[0]["phase"] == "tune"
+    assert redone[0]["reused_from"] == ewc_main["key"]
+    assert redone[0]["acc_matrix"] == by_key[tune_key]["acc_matrix"]
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == n_lines  # none trained
 
 
 def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,

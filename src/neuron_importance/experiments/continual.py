@@ -619,11 +619,14 @@ def run_study(
         keyed = [(s, s.key(settings)) for s in specs]
         for s, k in keyed:
             # a run identical to a finished tuning run but for its phase (order 0 at the
-            # chosen strength) is that run: training is seeded, so it is copied, not repeated
-            tune_key = replace(s, phase="tune", variant="").key(settings)
-            if k not in done and s.phase != "tune" and tune_key in done:
-                rec = json.loads(json.dumps({**done[tune_key], "key": k, "phase": s.phase,
-                                             "variant": s.variant, "reused_from": tune_key}))
+            # chosen strength) is that run: training is seeded and does not depend on the
+            # phase, so it is copied, not repeated; and a tuning run is a finished main run
+            # of order 0 at that point (one appended beside the study, e.g. a screen)
+            twin = replace(s, phase="main" if s.phase == "tune" else "tune", variant="")
+            twin_key = twin.key(settings)
+            if k not in done and twin_key in done:
+                rec = json.loads(json.dumps({**done[twin_key], "key": k, "phase": s.phase,
+                                             "variant": s.variant, "reused_from": twin_key}))
                 _append(runs_path, rec)
                 done[k] = rec
         todo = [(s, k) for s, k in keyed if k not in done]
