@@ -9,7 +9,10 @@ frozen points (the study's ``results.json``), with no re-tuning, appends the rec
 Used on ``continual-cnn-split-mnist-10ep-seed15`` and ``continual-cnn-split-fmnist-10ep-seed10``.
 Run from the repository root:
 
-    python docs/results/second_seed.py docs/results/FOLDER [DATA_DIR]
+    python docs/results/second_seed.py docs/results/FOLDER [DATA_DIR] [MORE_BASELINES]
+
+(``MORE_BASELINES``, e.g. ``si,mas``: those methods get a second seed too, and the last line
+compares NAI with the best of all the baselines given.)
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import numpy as np
 
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
-METHODS = ("ewc", "nai")
+METHODS = ("ewc", "nai")  # always; more baselines (e.g. si,mas) as a third argument
 
 
 def main() -> int:
     if len(sys.argv) < 2:
-        print("usage: second_seed.py FOLDER [DATA_DIR]", file=sys.stderr)
+        print("usage: second_seed.py FOLDER [DATA_DIR] [MORE_BASELINES]", file=sys.stderr)
         return 2
+    methods = METHODS + tuple(m for m in (sys.argv[3].split(",") if len(sys.argv) > 3 else ())
+                              if m not in METHODS)
     here = Path(sys.argv[1])
     records = here / "second-seed-runs.jsonl"
     res = json.loads((here / "results.json").read_text())
@@ -39,7 +44,7 @@ def main() -> int:
     seeds = (settings.seed, settings.seed + 1)
     specs = [RunSpec("main", bench, m, o, tuple(sorted(chosen[m].items())),
                      settings.epochs[bench], "task", "", seeds[1])
-             for m in METHODS for o in orders]
+             for m in methods for o in orders]
     data_dir = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
     n = append_runs(specs, settings, records, data_dir, here / "checkpoints-second-seed",
                     jobs=2, done_files=[here / "runs.jsonl", records])
@@ -48,22 +53,22 @@ def main() -> int:
             for line in path.read_text().splitlines()]
     acc: dict[tuple[str, tuple[int, ...], int], float] = {}
     for r in recs:
-        if (r["phase"] == "main" and r["benchmark"] == bench and r["method"] in METHODS
+        if (r["phase"] == "main" and r["benchmark"] == bench and r["method"] in methods
                 and r["scenario"] == "task"):
             if r["hyperparameters"] == chosen[r["method"]]:
                 acc[(r["method"], tuple(r["order"]), r.get("seed", 0))] = r["acc"]
-    lines = ["order | " + " | ".join(f"{m} seed {s}" for m in METHODS for s in seeds)
-             + " | " + " | ".join(f"{m} mean" for m in METHODS) + " | nai − ewc"]
-    means = {m: [] for m in METHODS}
+    lines = ["order | " + " | ".join(f"{m} seed {s}" for m in methods for s in seeds)
+             + " | " + " | ".join(f"{m} mean" for m in methods) + " | nai − ewc"]
+    means = {m: [] for m in methods}
     for o in orders:
-        row = [acc[(m, o, s)] for m in METHODS for s in seeds]
-        mm = {m: float(np.mean([acc[(m, o, s)] for s in seeds])) for m in METHODS}
-        for m in METHODS:
+        row = [acc[(m, o, s)] for m in methods for s in seeds]
+        mm = {m: float(np.mean([acc[(m, o, s)] for s in seeds])) for m in methods}
+        for m in methods:
             means[m].append(mm[m])
         lines.append("-".join(map(str, o)) + " | " + " | ".join(f"{v:.2f}" for v in row)
-                     + " | " + " | ".join(f"{mm[m]:.2f}" for m in METHODS)
+                     + " | " + " | ".join(f"{mm[m]:.2f}" for m in methods)
                      + f" | {mm['nai'] - mm['ewc']:+.2f}")
-    for m in METHODS:
+    for m in methods:
         v = np.array(means[m])
         lines.append(f"{m}: 2-seed mean {v.mean():.3f} ± {v.std():.3f} (worst {v.min():.3f}); "
                      f"seed {seeds[1]} alone "
@@ -71,6 +76,14 @@ def main() -> int:
     d = np.array(means["nai"]) - np.array(means["ewc"])
     lines.append(f"nai − ewc per order: mean {d.mean():+.3f}, orders where NAI ≥ EWC: "
                  f"{int((d >= 0).sum())} of {len(d)}")
+    # the issue's three comparisons on the 2-seed means, against the baselines given
+    base = [m for m in methods if m != "nai"]
+    v = {m: np.array(means[m]) for m in methods}
+    lines.append(
+        f"nai against the best of {'/'.join(base)}: mean {v['nai'].mean():.3f} vs "
+        f"{max(v[m].mean() for m in base):.3f}, worst {v['nai'].min():.3f} vs "
+        f"{max(v[m].min() for m in base):.3f}, std {v['nai'].std():.3f} vs "
+        f"{min(v[m].std() for m in base):.3f}")
     text = "\n".join(lines) + "\n"
     (here / "second_seed.txt").write_text(text)
     print(text, end="")
