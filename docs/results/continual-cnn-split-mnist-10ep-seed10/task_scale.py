@@ -21,13 +21,15 @@ from __future__ import annotations
 import sys
 
 import torch
-from layer_stiffness import train_alone  # this folder's script: the same training
 
-from neuron_importance.continual import make_strategy, make_stream
+# this folder's script: the same training, NAI settings and Ω lookup
+from layer_stiffness import FISHER_NAI as STUDY_NAI
+from layer_stiffness import task_omega, train_alone
+
+from neuron_importance.continual import make_stream
 from neuron_importance.continual.strategies import TaskData
 
-FISHER_NAI = dict(source="conductance", conductance_stat="sq", conductance_target="centred",
-                  conductance_weight="fisher", n_samples=2000, norm="none")
+FISHER_NAI = {**STUDY_NAI, "norm": "none"}
 PENALTIES = [("EWC", "ewc", {"lam": 1.0}),
              ("NAI none", "nai", {"lam": 1.0, **FISHER_NAI}),
              ("NAI none, input side activation", "nai",
@@ -60,9 +62,7 @@ def main() -> None:
         data = TaskData(x, y, lambda v, t=ti, m=model: m(v, task=t), ti, ti)
         cells = [task.name, f"{100 * float(test):.2f}", f"{float((py * (1 - py)).mean()):.2e}"]
         for _, method, hp in PENALTIES:
-            s = make_strategy(method, hp)
-            s.after_task(model, data)
-            omega = s.terms[-1][1] if method == "ewc" else s.omega
+            omega = task_omega(method, hp, model, data)
             cells.append(" / ".join(f"{v.float().mean().item():.2e}" for k, v in omega.items()
                                     if k.startswith("trunk.") and k.endswith("weight")))
         print(" | ".join(cells), flush=True)
