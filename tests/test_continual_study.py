@@ -324,7 +324,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--data-dir", str(data_root), "--benchmarks", "split-mnist",
                  "--methods", "finetune,nai", "--orders", "2", "--epochs", "2",
                  "--no-class-il", "--dropout", "0.25", "--hidden", "32,16", "--head-warmup", "1",
-                 "--grid", "nai:lam=0.5", "--grid", "nai:floor=0.01",
+                 "--max-extensions", "0", "--grid", "nai:lam=0.5", "--grid", "nai:floor=0.01",
                  "--nai-option", "conductance_target=centred",
                  "--nai-option", "conductance_steps=8", "--nai-option", "nai:norm=max",
                  "--nai-option", "nai-tc:norm=rank"])
@@ -354,6 +354,7 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert data["settings"]["hidden"] == [32, 16]
     assert "dropout 0.25 after each hidden layer" in (out / "report.md").read_text()
     assert data["settings"]["head_warmup"] == 1
+    assert data["settings"]["max_extensions"] == 0
     assert "1 epoch(s) of training each new head alone" in (out / "report.md").read_text()
     assert data["class_incremental"] == {}
     assert set(data["summary"]) == {"split-mnist"}
@@ -364,6 +365,8 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
                  "--data-dir", str(data_root), "--methods", "finetune,lwf"])
     assert code == 2
     assert "unknown method 'lwf'" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--max-extensions", "-1"]) == 2
+    assert "must be an integer >= 0, got -1" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--epochs", "0"]) == 2
     assert "must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--dropout", "1"]) == 2

@@ -88,6 +88,12 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "JSON, else text; repeatable; "
                    "checked before training; runs "
                    "with other options are kept apart in runs.jsonl)")
+    p.add_argument("--max-extensions", type=_nonnegative, metavar="N",
+                   help="how many times tuning may extend a grid whose chosen point is on its "
+                   "edge by one step past that edge, the same rule for every method "
+                   "(default 2; 0 keeps the grids as given). It only adds tuning runs, so "
+                   "raising it on a finished folder trains just the new points and, where "
+                   "the choice moves, their orders")
     p.add_argument("--selection", choices=SELECTIONS,
                    help="how tuning picks the frozen grid point from order 0's validation "
                    "ACC: best (default, the highest) or one-se (the one-standard-error rule: "
@@ -204,6 +210,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if args.selection is not None:
         overrides["selection"] = args.selection
+    if args.max_extensions is not None:
+        overrides["max_extensions"] = args.max_extensions
     grids: dict[str, dict[str, list[float]]] | None = None
     if args.grid:
         # one --grid per parameter: nai-tc:lam=... and nai-tc:floor=... tune both jointly
