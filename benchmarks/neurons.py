@@ -33,7 +33,12 @@ What is compared (one run, same batch):
    (both ``method="gausslegendre"``, ``n_steps=M``). Captum takes one full path sweep per
    neuron, so only ``--captum-neurons`` of them are timed and the time is **extrapolated**
    linearly to 32 (printed as such). Goal ≥ 10× faster.
-5. **Peak memory** of one TC call with and without ``internal_batch_size`` (and Captum's, for
+5. **Every hidden layer at once**: ``LayersTotalConductance`` of all the model's ReLU layers
+   in one call vs one ``TotalConductance`` call per layer and Captum's ``LayerConductance``
+   once per layer (all ``left`` / ``riemann_trapezoid``, ``n_steps=M``; equality with the
+   per-layer calls is checked first). One sweep serves every layer, so the goal is ≥ 1.5×
+   against our per-layer calls and ≥ 2× against Captum's.
+6. **Peak memory** of one TC call with and without ``internal_batch_size`` (and Captum's, for
    reference), each in a fresh subprocess after a small warm-up call: the peak resident set
    during the call minus the resident set just before it. The peak is the kernel's VmHWM
    (what ``resource.getrusage().ru_maxrss`` reports), reset before the call by writing 5 to
@@ -82,7 +87,11 @@ from attribution import (  # noqa: E402  (sibling benchmark script: shared timin
 )
 
 from neuron_importance.attribution.integrated_gradients import IntegratedGradients
-from neuron_importance.neurons.conductance import NeuronConductance, TotalConductance
+from neuron_importance.neurons.conductance import (
+    LayersTotalConductance,
+    NeuronConductance,
+    TotalConductance,
+)
 
 N_NEURONS = 32
 STEP_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
@@ -376,6 +385,35 @@ def main(argv=None) -> int:
             x, baselines=zero, target=target, n_steps=M, method="riemann_trapezoid",
             completeness_tol=None), f"IntegratedGradients riemann_trapezoid, n_steps={M}"),
     ]
+    # every ReLU layer at once against one call per layer (ours and Captum's)
+    relus = [n for n, mod in model.named_modules() if isinstance(mod, nn.ReLU)]
+    ltc = LayersTotalConductance(model, relus)
+    per_layer = [TotalConductance(model, n) for n in relus]
+    cap_per_layer = [CaptumLayerConductance(model, dict(model.named_modules())[n])
+                     for n in relus]
+
+    def ours_all_layers():
+        return ltc.attribute(x, baselines=zero, target=target, n_steps=M, method="left",
+                             completeness_tol=None)
+
+    def ours_each_layer():
+        return [t.attribute(x, baselines=zero, target=target, n_steps=M, method="left",
+                            completeness_tol=None) for t in per_layer]
+
+    same = all(torch.equal(a, b) for a, b in zip(ours_all_layers(), ours_each_layer()))
+    print(f"every ReLU layer {relus}: LayersTotalConductance equals one TotalConductance per "
+          f"layer: {same}")
+    if not same:
+        raise SystemExit("LayersTotalConductance disagrees with TotalConductance per layer")
+    layer_group += [
+        Candidate("ours_ltc_all_relus", ours_all_layers,
+                  f"{len(relus)} layers, one call, left, n_steps={M}"),
+        Candidate("ours_tc_each_relu", ours_each_layer,
+                  f"{len(relus)} layers, one call each, left, n_steps={M}"),
+        Candidate("captum_lc_each_relu", lambda: [c.attribute(
+            x, baselines=zero, target=target, n_steps=M, method="riemann_trapezoid")
+            for c in cap_per_layer], f"{len(relus)} layers, one call each, n_steps={M}"),
+    ]
     if m_gl is not None:
         layer_group.append(Candidate("ours_tc_gl_equal_accuracy", ours_tc(m_gl, "gausslegendre"),
                                      f"gausslegendre, n_steps={m_gl} (info)"))
@@ -452,6 +490,10 @@ def main(argv=None) -> int:
          "captum_layer_conductance", "ours_tc_left", None, None),
         (f"ours TC trapezoid / ours IG of the inputs, n_steps={M}",
          "ours_tc_trapezoid", "ours_ig_inputs", "<=", 1.2),
+        ("ours TC once per ReLU layer / ours LayersTotalConductance of all",
+         "ours_tc_each_relu", "ours_ltc_all_relus", ">=", 1.5),
+        ("captum LC once per ReLU layer / ours LayersTotalConductance of all",
+         "captum_lc_each_relu", "ours_ltc_all_relus", ">=", 2.0),
         (f"captum NC x{N_NEURONS} (extrapolated) / ours NC {N_NEURONS} neurons",
          "captum_nc_32_extrapolated", "ours_nc_32", ">=", 10.0),
     ]

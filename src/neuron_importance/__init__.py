@@ -26,6 +26,7 @@ _EXPORTS = {
     "CompletenessWarning": "neuron_importance.attribution._common",
     "UnsupportedOperationError": "neuron_importance.engine.errors",
     "TotalConductance": "neuron_importance.neurons.conductance",
+    "LayersTotalConductance": "neuron_importance.neurons.conductance",
     "NeuronConductance": "neuron_importance.neurons.conductance",
     "LayerDeepLift": "neuron_importance.neurons.layer_deeplift",
     "LayerActivation": "neuron_importance.neurons.activation",

@@ -615,7 +615,7 @@ class NAI(Strategy):
         raw: dict[str, Tensor] = {}
         batches = [x[s:s + 1024] for s in range(0, x.shape[0], 1024)]
         if o.source == "conductance":
-            from ..neurons.conductance import TotalConductance
+            from ..neurons.conductance import LayersTotalConductance
 
             was_training = model.training
             model.eval()
@@ -627,17 +627,20 @@ class NAI(Strategy):
                 weight = _fisher_weights(model, x, y, data.head,
                                          normalised=o.conductance_weight == "fisher")
             try:
-                for lin, act in pairs:
-                    tc = TotalConductance(explained, f"{prefix}trunk.{act}")
-                    acc = None
-                    for s in range(0, x.shape[0], 512):
-                        c = tc.attribute(
-                            x[s:s + 512], baselines=torch.zeros_like(x[s:s + 512]),
-                            target=y[s:s + 512], additional_forward_args=(data.head,),
-                            n_steps=o.conductance_steps, completeness_tol=None,
-                        )
+                # every layer's conductances from one sweep of the path per chunk (the same
+                # numbers as one TotalConductance per layer, without repeating the forward pass per layer)
+                ltc = LayersTotalConductance(explained,
+                                             [f"{prefix}trunk.{act}" for _, act in pairs])
+                sums: dict[str, Tensor] = {}
+                for s in range(0, x.shape[0], 512):
+                    cs = ltc.attribute(
+                        x[s:s + 512], baselines=torch.zeros_like(x[s:s + 512]),
+                        target=y[s:s + 512], additional_forward_args=(data.head,),
+                        n_steps=o.conductance_steps, completeness_tol=None,
+                    )
+                    w_s = None if weight is None else weight[s:s + 512]
+                    for (lin, _act), c in zip(pairs, cs):
                         c = c.detach().double()
-                        w_s = None if weight is None else weight[s:s + 512]
                         part = self._conductance_stat(c, w_s)
                         if o.map == "joint":
                             self._add_joint(model, lin, x[s:s + 512], data.head, part)
@@ -646,8 +649,9 @@ class NAI(Strategy):
                             # conductances of a layer sum to the output change: completeness)
                             part = self._conductance_stat(c.flatten(2).sum(2), w_s)
                         part = part.sum(0)  # per unit: (C,) or, per position, (C, H, W)
-                        acc = part if acc is None else acc + part
-                    raw[f"trunk.{lin}"] = acc / x.shape[0]
+                        sums[lin] = part if lin not in sums else sums[lin] + part
+                for lin, _act in pairs:
+                    raw[f"trunk.{lin}"] = sums[lin] / x.shape[0]
                     if o.map == "joint":
                         self._joint[f"trunk.{lin}"] /= x.shape[0]
             finally:

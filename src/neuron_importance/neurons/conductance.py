@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -94,7 +95,7 @@ from ..attribution.quadrature import quadrature
 from ._layers import capture_layer, resolve_layer
 from ._receptive import accumulate_cropped_grads, crop_plan
 
-__all__ = ["METHODS", "NeuronConductance", "TotalConductance"]
+__all__ = ["METHODS", "LayersTotalConductance", "NeuronConductance", "TotalConductance"]
 
 METHODS: tuple[str, ...] = ("left", "trapezoid", "gausslegendre")
 
@@ -328,6 +329,33 @@ class _LayerPathMethod:
 # total conductance
 
 
+def _difference_step(
+    y: Tensor,
+    g: Tensor,
+    k: int,
+    m: int,
+    carry: dict[Any, tuple[Tensor, Tensor]],
+    key: Any,
+    method: str,
+) -> Tensor | None:
+    """``Σ_j G_j · (Y_{j+1} − Y_j)`` (left) or with ``½ (G_j + G_{j+1})`` (trapezoid) over one
+    chunk of ``k`` path points × ``m`` examples, per example and neuron, or ``None`` when the
+    chunk holds a single point. ``carry[key]`` keeps the chunk's last point (detached) for the
+    next chunk of the same examples, so the differences span chunk boundaries.
+    """
+    y = y.detach().reshape(k, m, -1)
+    g = g.reshape(k, m, -1)
+    if key in carry:
+        y_prev, g_prev = carry[key]
+        y = torch.cat([y_prev, y], dim=0)
+        g = torch.cat([g_prev, g], dim=0)
+    carry[key] = (y[-1:], g[-1:])
+    if y.shape[0] < 2:
+        return None
+    g_step = g[:-1] if method == "left" else 0.5 * (g[:-1] + g[1:])
+    return (g_step * (y[1:] - y[:-1])).sum(dim=0)
+
+
 class TotalConductance(_LayerPathMethod):
     r"""Total conductance of every neuron of a layer ("Neuron Integrated Gradients").
 
@@ -437,18 +465,9 @@ class TotalConductance(_LayerPathMethod):
                     _, z, out = self._forward_cut(points, args)
                     g = self._grad_wrt(select_target(out, idx_c), z)
                 self._check_rows(z, k * m, s.layer_shape)
-                y = z.detach().reshape(k, m, -1)
-                g = g.reshape(k, m, -1)
-                if rows.start in carry:
-                    y_prev, g_prev = carry[rows.start]
-                    y = torch.cat([y_prev, y], dim=0)
-                    g = torch.cat([g_prev, g], dim=0)
-                carry[rows.start] = (y[-1:], g[-1:])
-                if y.shape[0] < 2:
+                part = _difference_step(z, g, k, m, carry, rows.start, method)
+                if part is None:
                     continue
-                diff = y[1:] - y[:-1]
-                g_step = g[:-1] if method == "left" else 0.5 * (g[:-1] + g[1:])
-                part = (g_step * diff).sum(dim=0)
             if total is None:
                 total = torch.zeros((s.n,) + part.shape[1:], dtype=part.dtype, device=part.device)
             total[rows] += part
@@ -500,6 +519,163 @@ class TotalConductance(_LayerPathMethod):
                         (ydot,) = torch.autograd.grad(dot, u, allow_unused=True)
         ydot = torch.zeros_like(z) if ydot is None else ydot.detach()
         return ydot, g.detach(), False
+
+
+class LayersTotalConductance(_LayerPathMethod):
+    r"""Total conductance of every neuron of several layers, from one sweep of the input path.
+
+    For each layer, :class:`TotalConductance`'s quantity with the same points and rule:
+
+    .. math::
+
+        \mathrm{TC}^y(x) = \int_0^1 \frac{\partial F}{\partial y}(x(\alpha))\,
+            \frac{d\, y(x(\alpha))}{d\alpha}\, d\alpha,
+        \qquad x(\alpha) = x' + \alpha (x - x')
+
+    (Dhamdhere, Sundararajan & Yan, arXiv:1805.12233; Shrikumar, Su & Kundaje,
+    arXiv:1807.09946). Every layer's path is induced by the same straight input path, so one
+    forward pass over a chunk of path points gives every layer's ``Y_k``, and one backward
+    pass of ``F`` to the recorded layer outputs gives every layer's ``G_k = ∂F/∂y``: ``L``
+    layers cost one sweep (a forward and a backward per chunk) instead of ``L`` sweeps that
+    each repeat the forward pass. The numbers are those of ``L`` :class:`TotalConductance`
+    calls (the same operations on the same points; a test checks it).
+
+    Only the difference rules (``left``, ``trapezoid``) share the sweep. ``gausslegendre``
+    needs each layer's exact path derivative, so it runs one :class:`TotalConductance` per
+    layer (same numbers, no saving).
+
+    Args:
+        model: as for :class:`TotalConductance`.
+        layers: a non-empty list of modules of ``model`` or their dotted names, each running
+            exactly once per forward pass and returning a batch-first tensor; no layer twice.
+        layer_output_index: for layers returning tuples, the index of the tensor to score (the
+            same for every layer).
+    """
+
+    _name = "LayersTotalConductance"
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[..., Tensor],
+        layers: Sequence[nn.Module | str],
+        layer_output_index: int | None = None,
+    ) -> None:
+        if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence) or not layers:
+            raise AttributionError(
+                f"layers must be a non-empty list of modules or dotted names, got {layers!r}; "
+                "for one layer use TotalConductance"
+            )
+        self.singles = [TotalConductance(model, layer, layer_output_index) for layer in layers]
+        names = [t.layer_name for t in self.singles]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise AttributionError(f"layer {twice[0]!r} is listed twice in layers {names}")
+        super().__init__(model, layers[0], layer_output_index)
+        self.layer_names = names
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "trapezoid",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+        completeness_tol: float | None = 0.05,
+    ) -> tuple[Tensor, ...] | tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Total conductance of every neuron of each layer, for each example.
+
+        Arguments as for :meth:`TotalConductance.attribute`. Returns one tensor per layer, in
+        the order of ``layers``, shaped like that layer's output; with
+        ``return_convergence_delta=True``, ``(conductances, deltas)`` with one completeness
+        residual ``Σ_neurons TC − (F(x) − F(x′))`` per layer. ``completeness_tol`` warns per
+        layer, naming it.
+        """
+        alphas, weights = total_conductance_points(method, n_steps)
+        kw = dict(baselines=baselines, target=target,
+                  additional_forward_args=additional_forward_args, n_steps=n_steps,
+                  method=method, internal_batch_size=internal_batch_size,
+                  return_convergence_delta=True, completeness_tol=completeness_tol)
+        if weights is not None:
+            pairs = [t.attribute(inputs, **kw) for t in self.singles]
+            totals = tuple(p[0] for p in pairs)
+            deltas = tuple(p[1] for p in pairs)
+            return (totals, deltas) if return_convergence_delta else totals
+        with eval_mode(self.model, self._name, stacklevel=4):
+            s = self._setup(inputs, baselines, target, additional_forward_args, internal_batch_size)
+            totals = self._sweep(s, method, alphas, internal_batch_size)
+        change = s.f_x - s.f_b
+        deltas = tuple(t.reshape(s.n, -1).sum(dim=1) - change for t in totals)
+        if completeness_tol is not None:
+            for name, delta in zip(self.layer_names, deltas):
+                convergence_warning(f"{self._name} (layer {name!r})", delta, change,
+                                    completeness_tol)
+        return (totals, deltas) if return_convergence_delta else totals
+
+    def _captures(self, stack: ExitStack) -> list[Any]:
+        # protect: the model computes on a copy, so the recorded output stays the tensor
+        # autograd differentiates to, whatever in-place op follows the layer
+        return [stack.enter_context(capture_layer(t.layer, t.layer_name, t.layer_output_index,
+                                                  protect=True)) for t in self.singles]
+
+    def _endpoint(
+        self, points: tuple[Tensor, ...], extra: tuple[Any, ...], n: int, block: int
+    ) -> tuple[Tensor, Any]:
+        """Model output at ``points`` and every layer's per-example shape (a tuple of them)."""
+        outs = []
+        shapes: tuple[tuple[int, ...], ...] = ()
+        with torch.no_grad():
+            for start in range(0, n, block):
+                rows = slice(start, min(start + block, n))
+                with ExitStack() as stack:
+                    caps = self._captures(stack)
+                    out = run_forward(self.model, tuple(p[rows] for p in points),
+                                      slice_args(extra, rows, n))
+                shapes = tuple(t._check_rows(c.single(), rows.stop - rows.start)
+                               for t, c in zip(self.singles, caps))
+                outs.append(out.detach())
+        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)), shapes
+
+    def _sweep(
+        self, s: _Setup, method: str, alphas: list[float], internal_batch_size: int | None
+    ) -> tuple[Tensor, ...]:
+        shapes: tuple[tuple[int, ...], ...] = s.layer_shape  # type: ignore[assignment]
+        totals: list[Tensor | None] = [None] * len(self.singles)
+        carry: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        for steps, rows in chunk_plan(len(alphas), s.n, internal_batch_size):
+            points, args, idx_c, m = self._path_points(s, alphas, steps, rows)
+            k = len(steps)
+            with torch.enable_grad():
+                # inputs that require grad put every layer output in the graph, even when
+                # the model's parameters are frozen
+                leaves = tuple(p.detach().requires_grad_(True) for p in points)
+                with ExitStack() as stack:
+                    caps = self._captures(stack)
+                    out = run_forward(self.model, leaves, args)
+                ys = [c.single() for c in caps]
+                f = select_target(out, idx_c)
+                grads: Sequence[Tensor | None] = [None] * len(ys)
+                needed = [i for i, y in enumerate(ys) if y.requires_grad]
+                if f.requires_grad and needed:
+                    got = torch.autograd.grad(f.sum(), [ys[i] for i in needed],
+                                              allow_unused=True)
+                    grads = [None] * len(ys)
+                    for i, g in zip(needed, got):
+                        grads[i] = g
+            for i, (t, y, g) in enumerate(zip(self.singles, ys, grads)):
+                t._check_rows(y, k * m, shapes[i])
+                g = torch.zeros_like(y) if g is None else g
+                part = _difference_step(y, g, k, m, carry, (i, rows.start), method)
+                if part is None:
+                    continue
+                if totals[i] is None:
+                    totals[i] = torch.zeros((s.n,) + part.shape[1:], dtype=part.dtype,
+                                            device=part.device)
+                totals[i][rows] += part
+        return tuple(tot.reshape((s.n,) + shape)  # type: ignore[union-attr]
+                     for tot, shape in zip(totals, shapes))
 
 
 # --------------------------------------------------------------------------------------------
