@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuron_importance.continual.seed_bootstrap import goal_support
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
 METHODS = ("ewc", "nai")  # always; more baselines (e.g. si,mas) as a third argument
@@ -92,6 +93,14 @@ def main() -> int:
         f"{max(v[m].mean() for m in base):.3f}, worst {v['nai'].min():.3f} vs "
         f"{max(v[m].min() for m in base):.3f}, std {v['nai'].std():.3f} vs "
         f"{min(v[m].std() for m in base):.3f}")
+    # how much of each verdict survives a re-draw of the seeds (paired bootstrap per order)
+    table = {m: {o: {sd: acc[(m, o, sd)] for sd in seeds} for o in orders} for m in methods}
+    sup = goal_support(table, "nai", base)
+    if sup is not None:
+        lines.append(f"seed bootstrap ({sup['n_boot']} paired resamples of the {k} seeds per "
+                     f"order): nai meets mean in {sup['mean']:.0%}, worst in "
+                     f"{sup['worst']:.0%}, std in {sup['std']:.0%}, all three in "
+                     f"{sup['all']:.0%}")
     text = "\n".join(lines) + "\n"
     (here / ("second_seed.txt" if k == 2 else f"seeds_{k}.txt")).write_text(text)
     print(text, end="")
