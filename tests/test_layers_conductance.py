@@ -61,7 +61,8 @@ def test_conv_layers_equal_total_conductance_and_are_complete() -> None:
     got = LayersTotalConductance(net, layers).attribute(x, 0.0, target=2, n_steps=64,
                                                          completeness_tol=None)
     assert [tuple(g.shape) for g in got] == [(5, 4, 4, 4), (5, 4, 2, 2), (5, 3)]
-    change = net(x)[:, 2] - net(torch.zeros_like(x))[:, 2]
+    with torch.no_grad():
+        change = net(x)[:, 2] - net(torch.zeros_like(x))[:, 2]
     for layer, g in zip(layers, got):
         assert torch.equal(g, TotalConductance(net, layer).attribute(
             x, 0.0, target=2, n_steps=64, completeness_tol=None))
