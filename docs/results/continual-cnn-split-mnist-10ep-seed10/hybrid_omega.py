@@ -82,7 +82,8 @@ def _hybrid_class() -> type:
 
 
 def run(mode: str, data_dir: str) -> dict[str, Any]:
-    from neuron_importance.continual import TrainConfig, make_stream, trainer
+    from neuron_importance.continual import make_stream, trainer
+    from neuron_importance.experiments.continual import StudySettings
 
     torch.set_num_threads(1)
     res = json.loads((HERE / "results.json").read_text())
@@ -91,9 +92,7 @@ def run(mode: str, data_dir: str) -> dict[str, Any]:
     hybrid = _hybrid_class()
     trainer.make_strategy = lambda method, h, seed=0: hybrid(mode, MODES[mode], seed)
     stream = make_stream("split-mnist", data_dir=data_dir).reordered(order)
-    config = TrainConfig(epochs=s["epochs"]["split-mnist"], batch_size=s["batch_size"],
-                         hidden=tuple(s["hidden"]), patience=s["patience"], seed=s["seed"],
-                         head_warmup=s["head_warmup"], conv=tuple(s["conv"]))
+    config = StudySettings.from_saved(s).train_config(s["epochs"]["split-mnist"], s["seed"])
     out = trainer.run_sequence(stream, "nai", {"mode": mode}, config)
     return {"mode": mode, "lam": MODES[mode], "order": order, **out.to_json()}
 

@@ -196,6 +196,16 @@ class StudySettings:
             class_il_methods=["finetune", "nai"], seed=seed,
         )
 
+    def train_config(self, epochs: int, seed: int, scenario: str = "task") -> Any:
+        """The :class:`~neuron_importance.continual.TrainConfig` of one run of this study: the
+        protocol every method shares, with the run's epochs, training seed and scenario."""
+        from ..continual import TrainConfig
+
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, hidden=tuple(self.hidden),
+                           patience=self.patience, scenario=scenario, seed=seed,
+                           dropout=self.dropout, head_warmup=self.head_warmup,
+                           conv=tuple(self.conv))
+
     def nai_options_for(self, method: str) -> dict[str, Any]:
         """The NAIOptions switches the study sets for ``method`` (``nai`` or ``nai-tc``)."""
         return {**self.nai_options, **self.method_nai_options.get(method, {})}
@@ -514,17 +524,14 @@ def _execute(spec: RunSpec, settings: StudySettings, data_dir: str | None, ckpt_
     """Run one spec (in the parent or a worker process) and return its JSON record."""
     import torch
 
-    from neuron_importance.continual import TrainConfig, run_sequence
+    from neuron_importance.continual import run_sequence
 
     if settings.jobs > 1:
         torch.set_num_threads(1)
     stream = _stream(spec.benchmark, data_dir, settings.limit, settings.permuted_tasks,
                      settings.device)
     stream = stream.reordered(spec.order)
-    config = TrainConfig(epochs=spec.epochs, batch_size=settings.batch_size,
-                         hidden=tuple(settings.hidden), patience=settings.patience,
-                         scenario=spec.scenario, seed=spec.seed, dropout=settings.dropout,
-                         head_warmup=settings.head_warmup, conv=tuple(settings.conv))
+    config = settings.train_config(spec.epochs, spec.seed, spec.scenario)
     ckpt = Path(ckpt_dir) / f"{key}.pt"
     res = run_sequence(stream, spec.method, dict(spec.hyperparameters), config, checkpoint=ckpt)
     rec = {"key": key, "phase": spec.phase, "variant": spec.variant, **res.to_json(),
