@@ -251,17 +251,26 @@ class _LayerPathMethod:
     ) -> tuple[Tensor, tuple[int, ...]]:
         """Model output at ``points`` (no gradient) and the layer's per-example output shape."""
         outs = []
-        shape: tuple[int, ...] = ()
+        shape: Any = ()
         with torch.no_grad():
             for start in range(0, n, block):
                 rows = slice(start, min(start + block, n))
-                chunk = tuple(p[rows] for p in points)
-                with capture_layer(self.layer, self.layer_name, self.layer_output_index) as cap:
-                    out = run_forward(self.model, chunk, slice_args(extra, rows, n))
-                y = cap.single()
-                shape = self._check_rows(y, rows.stop - rows.start)
+                with ExitStack() as stack:
+                    caps = self._captures(stack)
+                    out = run_forward(self.model, tuple(p[rows] for p in points),
+                                      slice_args(extra, rows, n))
+                shape = self._endpoint_shape(caps, rows.stop - rows.start)
                 outs.append(out.detach())
         return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)), shape
+
+    def _captures(self, stack: ExitStack) -> list[Any]:
+        """The layer captures of one forward pass, entered on ``stack``."""
+        return [stack.enter_context(
+            capture_layer(self.layer, self.layer_name, self.layer_output_index))]
+
+    def _endpoint_shape(self, caps: list[Any], rows: int) -> Any:
+        """The per-example output shape the endpoint pass recorded (checked)."""
+        return self._check_rows(caps[0].single(), rows)
 
     def _check_rows(
         self, y: Tensor, rows: int, shape: tuple[int, ...] | None = None
@@ -620,23 +629,9 @@ class LayersTotalConductance(_LayerPathMethod):
         return [stack.enter_context(capture_layer(t.layer, t.layer_name, t.layer_output_index,
                                                   protect=True)) for t in self.singles]
 
-    def _endpoint(
-        self, points: tuple[Tensor, ...], extra: tuple[Any, ...], n: int, block: int
-    ) -> tuple[Tensor, Any]:
-        """Model output at ``points`` and every layer's per-example shape (a tuple of them)."""
-        outs = []
-        shapes: tuple[tuple[int, ...], ...] = ()
-        with torch.no_grad():
-            for start in range(0, n, block):
-                rows = slice(start, min(start + block, n))
-                with ExitStack() as stack:
-                    caps = self._captures(stack)
-                    out = run_forward(self.model, tuple(p[rows] for p in points),
-                                      slice_args(extra, rows, n))
-                shapes = tuple(t._check_rows(c.single(), rows.stop - rows.start)
-                               for t, c in zip(self.singles, caps))
-                outs.append(out.detach())
-        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)), shapes
+    def _endpoint_shape(self, caps: list[Any], rows: int) -> tuple[tuple[int, ...], ...]:
+        """Every layer's per-example output shape (checked, each naming its layer)."""
+        return tuple(t._check_rows(c.single(), rows) for t, c in zip(self.singles, caps))
 
     def _sweep(
         self, s: _Setup, method: str, alphas: list[float], internal_batch_size: int | None
