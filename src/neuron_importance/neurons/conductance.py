@@ -248,8 +248,9 @@ class _LayerPathMethod:
 
     def _endpoint(
         self, points: tuple[Tensor, ...], extra: tuple[Any, ...], n: int, block: int
-    ) -> tuple[Tensor, tuple[int, ...]]:
-        """Model output at ``points`` (no gradient) and the layer's per-example output shape."""
+    ) -> tuple[Tensor, Any]:
+        """Model output at ``points`` (no gradient) and the layer's per-example output shape
+        (:meth:`_endpoint_shape`: one tuple, or one per layer for several layers)."""
         outs = []
         shape: Any = ()
         with torch.no_grad():
@@ -651,12 +652,11 @@ class LayersTotalConductance(_LayerPathMethod):
                     out = run_forward(self.model, leaves, args)
                 ys = [c.single() for c in caps]
                 f = select_target(out, idx_c)
-                grads: Sequence[Tensor | None] = [None] * len(ys)
+                grads: list[Tensor | None] = [None] * len(ys)
                 needed = [i for i, y in enumerate(ys) if y.requires_grad]
                 if f.requires_grad and needed:
                     got = torch.autograd.grad(f.sum(), [ys[i] for i in needed],
                                               allow_unused=True)
-                    grads = [None] * len(ys)
                     for i, g in zip(needed, got):
                         grads[i] = g
             for i, (t, y, g) in enumerate(zip(self.singles, ys, grads)):
