@@ -14,7 +14,9 @@ Run from the repository root:
 (``MORE_BASELINES``, e.g. ``si,mas``: those methods get a second seed too, and the last line
 compares NAI with the best of all the baselines given. ``--seeds N``, default 2: train the
 seeds up to the study's ``--seed`` + N − 1 and read the N-seed means, written to
-``seeds_N.txt`` for N > 2; session 22 read a third seed on Split Fashion-MNIST.)
+``seeds_N.txt`` for N > 2; session 22 read a third seed on Split Fashion-MNIST, session 23
+five. Session 23 also ran it on copies of the Split MNIST folders holding ``runs.jsonl``,
+``second-seed-runs.jsonl`` and ``nai-task-weight/results.json``, for the NAI read there.)
 """
 
 from __future__ import annotations
