@@ -33,11 +33,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neuron_importance.experiments.machine import machine_info
+
+if TYPE_CHECKING:  # the study module loads torch only in the runs themselves
+    from neuron_importance.continual import TrainConfig
 
 __all__ = ["SELECTIONS", "StudySettings", "headline", "reproduce", "run_study", "select_point",
            "task_orders"]
@@ -196,7 +199,7 @@ class StudySettings:
             class_il_methods=["finetune", "nai"], seed=seed,
         )
 
-    def train_config(self, epochs: int, seed: int, scenario: str = "task") -> Any:
+    def train_config(self, epochs: int, seed: int, scenario: str = "task") -> TrainConfig:
         """The :class:`~neuron_importance.continual.TrainConfig` of one run of this study: the
         protocol every method shares, with the run's epochs, training seed and scenario."""
         from ..continual import TrainConfig
