@@ -29,6 +29,7 @@ from neuron_importance.continual import (
     forgetting,
     forward_transfer,
     intransigence,
+    learned_and_final,
     make_strategy,
     run_sequence,
 )
@@ -78,6 +79,19 @@ def test_metrics_closed_form() -> None:
     # forgetting: task 0 max(90, 80) - 70 = 20; task 1 max(40, 95) - 85 = 10
     assert forgetting(R) == pytest.approx(15.0)
     assert intransigence(R, [92, 96, 99]) == pytest.approx([2.0, 1.0, 0.0])
+
+
+def test_learned_and_final_regroups_by_task_identity() -> None:
+    # R is the matrix of the order (2, 0, 1): its position 0 holds task 2
+    got = learned_and_final(R, [2, 0, 1])
+    assert got == {2: (90.0, 70.0), 0: (95.0, 85.0), 1: (99.0, 99.0)}
+    # the tasks' own losses are −BWT spread over T tasks (the last one loses nothing)
+    lost = [learned - final for learned, final in got.values()]
+    assert np.mean(lost) == pytest.approx(-backward_transfer(R) * 2 / 3)
+    with pytest.raises(ValueError, match="each of the matrix's 3 tasks once"):
+        learned_and_final(R, [0, 0, 1])
+    with pytest.raises(ValueError, match="each of the matrix's 3 tasks once"):
+        learned_and_final(R, [0, 1])
 
 
 def test_metrics_single_task_and_bad_shapes() -> None:

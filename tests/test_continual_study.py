@@ -262,6 +262,27 @@ def test_seeds_per_order_average_before_the_order_statistics(tmp_path: Path,
     assert res["chosen_hyperparameters"]["split-mnist"]["ewc"] == best
     report = (tmp_path / "report.md").read_text()
     assert "seed std" in report
+    # per task identity: R[i][i] and R[T][i] at the task's position, seeds then orders averaged
+    for m in ("nai", "ewc"):
+        cells: dict[str, dict[tuple[int, ...], list[tuple[float, float]]]] = {}
+        for r in runs:
+            if r["method"] == m:
+                a = np.asarray(r["acc_matrix"])
+                for i, t in enumerate(r["order"]):
+                    cells.setdefault(str(t), {}).setdefault(tuple(r["order"]), []).append(
+                        (a[i, i], a[-1, i]))
+        pt = res["summary"]["split-mnist"][m]["per_task"]
+        assert sorted(pt) == sorted(cells)
+        for t, by_order in cells.items():
+            learned = np.mean([np.mean([c[0] for c in v]) for v in by_order.values()])
+            final = np.mean([np.mean([c[1] for c in v]) for v in by_order.values()])
+            assert pt[t]["learned"] == pytest.approx(learned)
+            assert pt[t]["final"] == pytest.approx(final)
+            assert pt[t]["lost"] == pytest.approx(learned - final)
+    pt = res["summary"]["split-mnist"]["ewc"]["per_task"]
+    assert "accuracy right after learning it → at the end" in report
+    assert (f"| ewc | {pt['0']['learned']:.2f} → {pt['0']['final']:.2f} | "
+            f"{pt['1']['learned']:.2f} → {pt['1']['final']:.2f} |") in report
     # the seed bootstrap of the goals: its observed differences are the summary's
     sup = res["goal_support"]["split-mnist"]["nai"]
     s_nai, s_ewc = res["summary"]["split-mnist"]["nai"], res["summary"]["split-mnist"]["ewc"]

@@ -19,6 +19,7 @@ from .metrics import (
     forgetting,
     forward_transfer,
     intransigence,
+    learned_and_final,
     summarise,
 )
 from .models import ContinualCNN, ContinualMLP, MultiHeadNet
@@ -41,7 +42,7 @@ __all__ = [
     "BENCHMARKS", "EWC", "L2", "MAS", "METHODS", "NAI", "NAI_TC_DEFAULTS", "NAI_TC_OPTIONS",
     "SHARED_HEAD_BENCHMARKS", "SI", "ContinualCNN", "ContinualMLP", "MultiHeadNet", "FineTune",
     "Joint", "NAIOptions", "RunResult", "Strategy", "Task", "TaskData", "TaskStream",
-    "TrainConfig", "TrainingDiverged", "acc_table", "average_accuracy", "backward_transfer", "check_order",
-    "forgetting", "forward_transfer", "goal_support", "intransigence", "make_stream", "make_strategy",
-    "run_sequence", "summarise",
+    "TrainConfig", "TrainingDiverged", "acc_table", "average_accuracy", "backward_transfer",
+    "check_order", "forgetting", "forward_transfer", "goal_support", "intransigence",
+    "learned_and_final", "make_stream", "make_strategy", "run_sequence", "summarise",
 ]

@@ -10,6 +10,10 @@ i-th (0-based here; the formulas below are the 1-based ones of
     f_j  = max_{l<T} R_{l,j} − R_{T,j};  F = 1/(T−1) Σ_{j<T} f_j (Chaudhry et al. 2018)
     I_k  = R*_k − R_{k,k}                                      (intransigence vs a reference)
 
+:func:`learned_and_final` regroups the diagonal and the last row by task identity, so runs
+over different task orders can be averaged per task: how well each task is learned (R_{i,i})
+and how much of it is left at the end (R_{T,i}).
+
 BWT and FWT are averaged over T−1 entries, not T as in the official GEM code (which scales them
 by (T−1)/T). Forgetting takes the maximum over the history, unlike Avalanche's
 ``forgetting_metrics`` (accuracy right after training minus final accuracy).
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["average_accuracy", "backward_transfer", "forgetting", "forward_transfer",
-           "intransigence", "summarise"]
+           "intransigence", "learned_and_final", "summarise"]
 
 
 def _matrix(r: Sequence[Sequence[float]]) -> np.ndarray:
@@ -69,6 +73,19 @@ def intransigence(r: Sequence[Sequence[float]], reference: Sequence[float]) -> l
         raise ValueError(f"need one reference accuracy per task ({m.shape[0]}), got "
                          f"{len(reference)}")
     return [float(reference[k] - m[k, k]) for k in range(m.shape[0])]
+
+
+def learned_and_final(r: Sequence[Sequence[float]],
+                      order: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """Per task identity ``order[i]``: (R_{i,i}, R_{T,i}), its accuracy right after it was
+    trained and at the end of the sequence; their difference is the task's own forgetting
+    (Avalanche's definition, which ignores peaks before the end of its own training)."""
+    m = _matrix(r)
+    ids = [int(t) for t in order]
+    if len(ids) != m.shape[0] or len(set(ids)) != len(ids):
+        raise ValueError(f"order must name each of the matrix's {m.shape[0]} tasks once, "
+                         f"got {list(order)}")
+    return {t: (float(m[i, i]), float(m[-1, i])) for i, t in enumerate(ids)}
 
 
 def summarise(r: Sequence[Sequence[float]], b: Sequence[float] | None = None) -> dict:

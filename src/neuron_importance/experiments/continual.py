@@ -785,6 +785,27 @@ def _earlier_invocations(previous: Path, this: float) -> dict[str, Any]:
 _UNRECORDED_DEVICE = "cpu (not recorded)"
 
 
+def _per_task_learned_final(
+    by_order: Mapping[tuple[int, ...], Sequence[Mapping[str, Any]]],
+) -> dict[str, dict[str, float]]:
+    """Per task identity: accuracy right after it was trained (R_{i,i}), at the end (R_{T,i})
+    and their difference, each a mean over the orders of the mean over the order's seeds.
+
+    Tells a task that is learned badly (intransigence) from one that is learned well and then
+    overwritten (forgetting), which ACC and BWT, averaged over tasks, cannot."""
+    from neuron_importance.continual import learned_and_final
+
+    sums: dict[int, np.ndarray] = {}
+    for order, runs in by_order.items():
+        per_run = [learned_and_final(r["acc_matrix"], order) for r in runs]
+        for t in order:
+            v = np.mean([[lf[t][0], lf[t][1]] for lf in per_run], axis=0)
+            sums[t] = v if t not in sums else sums[t] + v
+    n = len(by_order)
+    return {str(t): {"learned": float(v[0] / n), "final": float(v[1] / n),
+                     "lost": float((v[0] - v[1]) / n)} for t, v in sorted(sums.items())}
+
+
 def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs):
     runs = [{k: r[k] for k in ("benchmark", "method", "order", "seed", "acc", "bwt",
                                "forgetting", "fwt", "acc_matrix", "hyperparameters", "seconds",
@@ -806,6 +827,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
             for t in rs[0]["final_by_task"]:
                 per_task[t] = float(np.std([np.mean([r["final_by_task"][t] for r in g])
                                             for g in by_order.values()]))
+            per_task_learned = _per_task_learned_final(by_order)
             n_seeds = min(len(g) for g in by_order.values())
             seed_std = (float(np.mean([np.std([r["acc"] for r in g])
                                        for g in by_order.values()])) if n_seeds > 1 else None)
@@ -818,6 +840,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                 "fwt": float(np.mean([r["fwt"] for r in rs])),
                 "task_order_sensitivity": per_task,
                 "mean_task_order_sensitivity": float(np.mean(list(per_task.values()))),
+                "per_task": per_task_learned,
                 "n_orders": len(by_order),
                 "hyperparameters": chosen[b][m],
             }
@@ -899,6 +922,9 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                         "averaged over orders (null with one seed)",
             "task_order_sensitivity": "std across orders of one task identity's final "
                                       "accuracy",
+            "per_task": "per task identity: learned = R[i,i] at the task's position i, final "
+                        "= R[T,i], lost = learned - final; means over orders of the seeds' "
+                        "mean",
         },
     }
 
@@ -1065,6 +1091,7 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
             lines.append(f"| {m} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['worst'])} "
                          f"| {seed_cell}{_fmt(v['bwt'])} | {_fmt(v['forgetting'])} | "
                          f"{_fmt(v['mean_task_order_sensitivity'])} | {hp} |")
+        lines += _per_task_lines(b, ms)
         g = res["goals"].get(b, {})
         checks = _goal_checks(ms, g)
         if checks:
@@ -1117,6 +1144,24 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         lines += ["Runs of the table by device: " + "; ".join(
             f"{d}: {n}" for d, n in sorted(devices.items())) + ".", ""]
     return "\n".join(lines)
+
+
+def _per_task_lines(benchmark: str, ms: Mapping[str, Any]) -> list[str]:
+    """The report's per-task table: where each method loses accuracy."""
+    with_table = {m: v["per_task"] for m, v in ms.items() if v.get("per_task")}
+    if not with_table:  # results.json written before the per-task table existed
+        return []
+    tasks = list(next(iter(with_table.values())))
+    split = benchmark.startswith("split-")
+    head = [f"{t} ({2 * int(t)}/{2 * int(t) + 1})" if split else t for t in tasks]
+    lines = ["", "Per task (mean over orders and seeds): accuracy right after learning it → "
+             "at the end" + (" (task t holds classes 2t and 2t+1)" if split else "") + ":", "",
+             "| method | " + " | ".join(f"task {h}" for h in head) + " |",
+             "|---|" + "---|" * len(tasks)]
+    for m, pt in with_table.items():
+        lines.append(f"| {m} | " + " | ".join(
+            f"{_fmt(pt[t]['learned'])} → {_fmt(pt[t]['final'])}" for t in tasks) + " |")
+    return lines
 
 
 def _write_outputs(out: Path, res: dict[str, Any]) -> list[str]:
