@@ -16,7 +16,9 @@ compares NAI with the best of all the baselines given. ``--seeds N``, default 2:
 seeds up to the study's ``--seed`` + N − 1 and read the N-seed means, written to
 ``seeds_N.txt`` for N > 2; session 22 read a third seed on Split Fashion-MNIST, session 23
 five. Session 23 also ran it on copies of the Split MNIST folders holding ``runs.jsonl``,
-``second-seed-runs.jsonl`` and ``nai-task-weight/results.json``, for the NAI read there.)
+``second-seed-runs.jsonl`` and ``nai-task-weight/results.json``, for the NAI read there, and
+session 24 with five seeds on seed 10's copy. Since session 24 the text ends with each
+method's per-task accuracy right after learning the task and at the end.)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuron_importance.continual import learned_and_final
 from neuron_importance.continual.seed_bootstrap import goal_support
 from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
 
@@ -61,11 +64,13 @@ def main() -> int:
     recs = [json.loads(line) for path in (here / "runs.jsonl", records)
             for line in path.read_text().splitlines()]
     acc: dict[tuple[str, tuple[int, ...], int], float] = {}
+    matrix: dict[tuple[str, tuple[int, ...], int], list[list[float]]] = {}
     for r in recs:
         if (r["phase"] == "main" and r["benchmark"] == bench and r["method"] in methods
                 and r["scenario"] == "task"):
             if r["hyperparameters"] == chosen[r["method"]]:
                 acc[(r["method"], tuple(r["order"]), r.get("seed", 0))] = r["acc"]
+                matrix[(r["method"], tuple(r["order"]), r.get("seed", 0))] = r["acc_matrix"]
     k = len(seeds)
     lines = ["order | " + " | ".join(f"{m} seed {s}" for m in methods for s in seeds)
              + " | " + " | ".join(f"{m} mean" for m in methods) + " | nai − ewc"]
@@ -103,6 +108,14 @@ def main() -> int:
                      f"order): nai meets mean in {sup['mean']:.0%}, worst in "
                      f"{sup['worst']:.0%}, std in {sup['std']:.0%}, all three in "
                      f"{sup['all']:.0%}")
+    # where each method loses accuracy: per task identity, right after learning it → at the end
+    tasks = sorted(orders[0])
+    lines.append(f"per task ({k} seeds, mean over orders and seeds): learned → final")
+    for m in methods:
+        lf = [learned_and_final(matrix[(m, o, sd)], o) for o in orders for sd in seeds]
+        lines.append(f"  {m}: " + "; ".join(
+            f"task {t} {np.mean([x[t][0] for x in lf]):.2f} → {np.mean([x[t][1] for x in lf]):.2f}"
+            for t in tasks))
     text = "\n".join(lines) + "\n"
     (here / ("second_seed.txt" if k == 2 else f"seeds_{k}.txt")).write_text(text)
     print(text, end="")
