@@ -390,6 +390,13 @@ def test_cli_quick_contract_and_errors(tmp_path: Path, data_root: Path, capsys) 
     assert "must be an integer >= 0, got -1" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--epochs", "0"]) == 2
     assert "must be a positive integer, got 0" in capsys.readouterr().err
+    assert main(["reproduce", "continual", "--quick", "--tune-orders", "0"]) == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    # --quick has 2 orders: tuning cannot run on 3 of them
+    assert main(["reproduce", "continual", "--quick", "--out", str(tmp_path / "bad"),
+                 "--data-dir", str(data_root), "--tune-orders", "3"]) == 2
+    assert "tune_orders must be an int from 1 to the number of orders (2), got 3" in (
+        capsys.readouterr().err)
     assert main(["reproduce", "continual", "--quick", "--dropout", "1"]) == 2
     assert "must be in [0, 1), got 1.0" in capsys.readouterr().err
     assert main(["reproduce", "continual", "--quick", "--hidden", "400,x"]) == 2
@@ -924,3 +931,44 @@ def test_cli_conv_trunk_study_is_keyed_apart_and_reported(tmp_path: Path, data_r
     capsys.readouterr()
     assert main(common + ["--conv", "0"]) == 2
     assert "argument --conv: must be comma-separated positive" in capsys.readouterr().err
+
+
+def test_tuning_on_several_orders_averages_them_and_reuses_the_runs(tmp_path: Path,
+                                                                    data_root: Path) -> None:
+    """``tune_orders=2``: every grid point runs on orders 0 and 1 (identity and reverse), the
+    frozen point has the best validation ACC averaged over both, and the main phase reuses
+    those runs instead of training them again."""
+    settings = tiny_settings(benchmarks=["split-mnist"], methods=["ewc"], n_orders=3,
+                             ablation_benchmarks=[], class_il_methods=[],
+                             grids={"ewc": {"lam": [1.0, 1000.0]}}, max_extensions=0,
+                             tune_orders=2)
+    res = run_study(tmp_path, settings, data_dir=data_root, progress=False, log=lambda m: None)
+    recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    tune = [r for r in recs if r["phase"] == "tune"]
+    orders = res["orders"]["split-mnist"]
+    assert orders[1] == orders[0][::-1]
+    assert sorted((r["hyperparameters"]["lam"], tuple(r["order"])) for r in tune) == sorted(
+        (lam, tuple(o)) for lam in (1.0, 1000.0) for o in orders[:2])
+    table = res["tuning"]["split-mnist"]["ewc"]
+    for p in table:
+        twins = [r for r in tune if r["hyperparameters"]["lam"] == p["hyperparameters"]["lam"]]
+        assert p["val_acc"] == pytest.approx(np.mean([r["val_acc"] for r in twins]))
+        assert p["test_acc"] == pytest.approx(np.mean([r["acc"] for r in twins]))
+        assert sorted(map(tuple, p["orders"])) == sorted(tuple(o) for o in orders[:2])
+    best = max(table, key=lambda p: p["val_acc"])["hyperparameters"]
+    assert res["chosen_hyperparameters"]["split-mnist"]["ewc"] == best
+    # orders 0 and 1 of the main phase are the tuning runs at the chosen point, copied
+    main = [r for r in recs if r["phase"] == "main"]
+    assert len(main) == 3
+    reused = {tuple(r["order"]) for r in main if "reused_from" in r}
+    assert reused == {tuple(o) for o in orders[:2]}
+    report = (tmp_path / "report.md").read_text()
+    assert "tuned on orders 0-1 with the validation split" in report
+    assert "Tuning grid (orders 0-1; validation ACC / test ACC)" in report
+
+
+@pytest.mark.parametrize("k", [0, 4, 1.5, True])
+def test_tune_orders_must_name_some_of_the_study_s_orders(k) -> None:
+    with pytest.raises(ValueError, match=f"tune_orders must be an int from 1 to the number "
+                                         rf"of orders \(3\), got {k!r}"):
+        tiny_settings(n_orders=3, tune_orders=k).check()

@@ -95,11 +95,17 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "raising it on a finished folder trains just the new points and, where "
                    "the choice moves, their orders")
     p.add_argument("--selection", choices=SELECTIONS,
-                   help="how tuning picks the frozen grid point from order 0's validation "
-                   "ACC: best (default, the highest) or one-se (the one-standard-error rule: "
+                   help="how tuning picks the frozen grid point from the validation ACC on "
+                   "order 0 (or the --tune-orders orders): best (default, the highest) or one-se (the one-standard-error rule: "
                    "the strongest penalty whose validation ACC is within one standard error "
                    "over the training seeds of the highest; needs --seeds >= 2). It only "
                    "picks among runs, so a folder's runs serve either rule")
+    p.add_argument("--tune-orders", type=_positive, metavar="K",
+                   help="tune every method on the first K of the study's orders (order 0 the "
+                   "identity, order 1 the reverse, then the seeded ones) and freeze the point "
+                   "with the best validation ACC averaged over them (default 1: order 0 "
+                   "alone). Not part of a run's key: the extra tuning runs are the main "
+                   "runs of those orders at each grid point, and reused as such")
     p.add_argument("--device", metavar="DEV",
                    help="where runs train: cpu (default) or cuda[:N]; checked before training. "
                    "Runs keep their keys (the protocol is the same) and each record names "
@@ -212,6 +218,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["selection"] = args.selection
     if args.max_extensions is not None:
         overrides["max_extensions"] = args.max_extensions
+    if args.tune_orders is not None:
+        overrides["tune_orders"] = args.tune_orders
     grids: dict[str, dict[str, list[float]]] | None = None
     if args.grid:
         # one --grid per parameter: nai-tc:lam=... and nai-tc:floor=... tune both jointly

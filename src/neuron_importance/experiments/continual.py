@@ -3,9 +3,11 @@
 Protocol (``docs/continual.md``; notes ``../shared/docs/methods/continual-learning.md`` §3–§5):
 
 1. **Tuning.** For every benchmark, every method with a hyperparameter grid is run on order 0
-   (the identity order) for each grid point; the point with the best final average
-   *validation* accuracy (or, with ``selection="one-se"``, the strongest penalty within one
-   standard error of it) is frozen for all orders (the test split chooses nothing).
+   (the identity order; with ``tune_orders=K`` on the first K orders, e.g. identity and
+   reverse) for each grid point; the point with the best final average *validation* accuracy
+   (mean over those orders and the training seeds; or, with ``selection="one-se"``, the
+   strongest penalty within one standard error of it) is frozen for all orders (the test split
+   chooses nothing).
 2. **Main runs.** Every method, with its frozen hyperparameters, on the same K task orders:
    the identity, the reverse and K−2 seeded permutations.
 3. **NAI ablation.** One switch of :class:`~neuron_importance.continual.NAIOptions` changed at a
@@ -171,6 +173,11 @@ class StudySettings:
     #: whose validation ACC is within one standard error (over the seeds) of the highest
     #: (:func:`select_point`; needs ``seeds`` >= 2)
     selection: str = "best"
+    #: how many of the study's orders tuning runs every grid point on (the first K: order 0
+    #: the identity, order 1 the reverse, ...), the validation ACC averaged over them; not part
+    #: of a run's key (it only decides which runs tuning reads). Order 0 alone cannot see what
+    #: a weak penalty costs when a hard task is learned early; the reverse order can
+    tune_orders: int = 1
     #: where runs train ("cpu", "cuda", "cuda:1", ...); not part of a run's key (the protocol
     #: is the same), but each record names the device it ran on
     device: str = "cpu"
@@ -266,6 +273,10 @@ class StudySettings:
             NAIOptions(**{**self.nai_options_for("nai"), **variant})
         if self.jobs < 1:
             raise ValueError(f"jobs must be positive, got {self.jobs}")
+        if (isinstance(self.tune_orders, bool) or not isinstance(self.tune_orders, int)
+                or not 1 <= self.tune_orders <= self.n_orders):
+            raise ValueError(f"tune_orders must be an int from 1 to the number of orders "
+                             f"({self.n_orders}), got {self.tune_orders!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"unknown selection {self.selection!r}; choose from "
                              f"{', '.join(SELECTIONS)}")
@@ -337,7 +348,8 @@ def select_point(method: str, entries: Sequence[Mapping[str, Any]], rule: str = 
     ``best``: the highest mean validation ACC. ``one-se``: the one-standard-error rule
     (Breiman et al. 1984, *CART* §3.4.3; Hastie, Tibshirani & Friedman, *ESL* §7.10): of the
     points whose mean validation ACC is at least ``best − SE``, SE = s/√n the standard error
-    of the best point's mean over its n training seeds (s with ddof 1), the one with the
+    of the best point's mean over its n runs (its training seeds, times its tuning orders
+    when ``tune_orders`` > 1; s with ddof 1), the one with the
     strongest penalty (largest λ, or c for SI; ties by validation ACC). Order 0's validation
     ACC cannot see what a weak penalty costs on orders that learn a hard task early, so
     among points the validation cannot tell apart the rule takes the more stable one.
@@ -388,9 +400,14 @@ def _edge_extension(grid: Mapping[str, list[Any]], recs: Sequence[Mapping[str, A
     return {key: sorted(pts + [float(f"{extra:.6g}")])}
 
 
+def _tuning_orders_text(k: int) -> str:
+    return "order 0" if k == 1 else f"orders 0-{k - 1}"
+
+
 def _tuning_table(specs: Sequence[RunSpec], recs: Sequence[Mapping[str, Any]],
                   benchmarks: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Per benchmark and method, one entry per grid point: ACCs averaged over the seeds.
+    """Per benchmark and method, one entry per grid point: ACCs averaged over the seeds (and,
+    with several tuning orders, over the orders: ``orders`` lists each run's order).
 
     A point is the hyperparameters its runs were asked for (``specs[i]`` gave ``recs[i]``),
     not those a record carries: a reused run recorded before a switch existed (no ``floor``)
@@ -407,6 +424,8 @@ def _tuning_table(specs: Sequence[RunSpec], recs: Sequence[Mapping[str, Any]],
         if len(rs) > 1:
             entry["seeds"] = [r["seed"] for r in rs]
             entry["val_accs"] = [r["val_acc"] for r in rs]
+        if len({tuple(r["order"]) for r in rs}) > 1:
+            entry["orders"] = [list(r["order"]) for r in rs]
         table[b].setdefault(m, []).append(entry)
     return table
 
@@ -688,7 +707,8 @@ def run_study(
 
     hp_of = settings.hyperparameters_for
 
-    # 1. tuning on order 0 with the validation split; a grid whose best point lies on its
+    # 1. tuning on order 0 (or the first tune_orders orders) with the validation split; a
+    #    grid whose best point lies on its
     #    edge is extended by one step beyond that edge (up to max_extensions times), the same
     #    rule for every method, so no method is held back by where its grid happened to end
     grids = {b: {m: {k: list(v) for k, v in settings.grids[m].items()}
@@ -697,9 +717,10 @@ def run_study(
     tune_recs: list[dict[str, Any]] = []
     which = "best" if settings.selection == "best" else "chosen (one-SE)"
     for _round in range(settings.max_extensions + 1):
-        tune_specs = [spec("tune", b, m, orders[b][0], hp_of(m, p), seed=sd)
+        tune_specs = [spec("tune", b, m, o, hp_of(m, p), seed=sd)
                       for b in settings.benchmarks for m in grids[b]
-                      for p in _grid_points(grids[b][m]) for sd in train_seeds]
+                      for p in _grid_points(grids[b][m])
+                      for o in orders[b][: settings.tune_orders] for sd in train_seeds]
         tune_recs = execute_all("tune", tune_specs)
         tuning = _tuning_table(tune_specs, tune_recs, settings.benchmarks)
         extended = False
@@ -726,7 +747,8 @@ def run_study(
                 chosen[b][m] = dict(best["hyperparameters"])
             else:
                 chosen[b][m] = hp_of(m, {}) if m not in NAI_METHODS else {}
-        log(f"{b}: tuned on order 0 (validation): " + "; ".join(
+        log(f"{b}: tuned on {_tuning_orders_text(settings.tune_orders)} (validation): "
+            + "; ".join(
             f"{m} {v}" for m, v in chosen[b].items() if v))
 
     # 2. main runs: every method on every order (task-incremental), plus class-IL
@@ -1066,7 +1088,9 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         "(Permuted MNIST: one shared head); Adam lr 1e-3, batch "
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
         f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
-        "on order 0 with the validation split (10 % of each task's training data), then "
+        f"on {_tuning_orders_text(s.get('tune_orders', 1))} with the validation split (10 % "
+        "of each task's training data" + ("; its mean over these orders"
+                                          if s.get("tune_orders", 1) > 1 else "") + "), then "
         "frozen" + (": of the grid points within one standard error (over the seeds) of the "
                     "best validation ACC, the strongest penalty (one-SE rule)."
                     if s.get("selection") == "one-se" else ".")
@@ -1109,7 +1133,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         lines.append("")
         tun = res["tuning"].get(b, {})
         if tun:
-            lines += ["Tuning grid (order 0; validation ACC / test ACC):", ""]
+            lines += [f"Tuning grid ({_tuning_orders_text(s.get('tune_orders', 1))}; "
+                      "validation ACC / test ACC):", ""]
             for m, pts in tun.items():
                 cells = "; ".join(f"{_grid_point_label(m, p['hyperparameters'], s)}: "
                                   f"{_fmt(p['val_acc'])}/{_fmt(p['test_acc'])}" for p in pts)
