@@ -96,9 +96,10 @@ def add(subparsers: Any) -> argparse.ArgumentParser:
                    "the choice moves, their orders")
     p.add_argument("--selection", choices=SELECTIONS,
                    help="how tuning picks the frozen grid point from the validation ACC on "
-                   "order 0 (or the --tune-orders orders): best (default, the highest) or one-se (the one-standard-error rule: "
-                   "the strongest penalty whose validation ACC is within one standard error "
-                   "over the training seeds of the highest; needs --seeds >= 2). It only "
+                   "order 0 (or the --tune-orders orders): best (default, the highest) or "
+                   "one-se (the one-standard-error rule: the strongest penalty whose "
+                   "validation ACC is within one standard error over the training seeds of "
+                   "the highest; needs --seeds >= 2). It only "
                    "picks among runs, so a folder's runs serve either rule")
     p.add_argument("--tune-orders", type=_positive, metavar="K",
                    help="tune every method on the first K of the study's orders (order 0 the "

@@ -708,9 +708,9 @@ def run_study(
     hp_of = settings.hyperparameters_for
 
     # 1. tuning on order 0 (or the first tune_orders orders) with the validation split; a
-    #    grid whose best point lies on its
-    #    edge is extended by one step beyond that edge (up to max_extensions times), the same
-    #    rule for every method, so no method is held back by where its grid happened to end
+    #    grid whose best point lies on its edge is extended by one step beyond that edge (up
+    #    to max_extensions times), the same rule for every method, so no method is held back
+    #    by where its grid happened to end
     grids = {b: {m: {k: list(v) for k, v in settings.grids[m].items()}
                  for m in settings.methods if m in settings.grids}
              for b in settings.benchmarks}
@@ -748,8 +748,7 @@ def run_study(
             else:
                 chosen[b][m] = hp_of(m, {}) if m not in NAI_METHODS else {}
         log(f"{b}: tuned on {_tuning_orders_text(settings.tune_orders)} (validation): "
-            + "; ".join(
-            f"{m} {v}" for m, v in chosen[b].items() if v))
+            + "; ".join(f"{m} {v}" for m, v in chosen[b].items() if v))
 
     # 2. main runs: every method on every order (task-incremental), plus class-IL
     main_specs = [spec("main", b, m, o, chosen[b][m], seed=sd)
