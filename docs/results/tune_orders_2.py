@@ -58,7 +58,8 @@ def main() -> int:
                     data, "si,mas"], check=True)
     out = folder / "tune-orders-2"
     out.mkdir(exist_ok=True)
-    for name in ("results.json", "report.md", "second_seed.txt", *res["files"]):
+    # the copy's runs.jsonl holds every run the folder had; only its new lines go back (below)
+    for name in {"results.json", "report.md", "second_seed.txt", *res["files"]} - {"runs.jsonl"}:
         shutil.copy(work / name, out / name)
     if (work / "copied-back").exists():  # a rerun after a finished one appends nothing twice
         return 0
