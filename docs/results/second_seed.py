@@ -114,8 +114,8 @@ def main() -> int:
     for m in methods:
         lf = [learned_and_final(matrix[(m, o, sd)], o) for o in orders for sd in seeds]
         lines.append(f"  {m}: " + "; ".join(
-            f"task {t} {np.mean([x[t][0] for x in lf]):.2f} → {np.mean([x[t][1] for x in lf]):.2f}"
-            for t in tasks))
+            f"task {t} {np.mean([x[t][0] for x in lf]):.2f} → "
+            f"{np.mean([x[t][1] for x in lf]):.2f}" for t in tasks))
     text = "\n".join(lines) + "\n"
     (here / ("second_seed.txt" if k == 2 else f"seeds_{k}.txt")).write_text(text)
     print(text, end="")

@@ -15,7 +15,9 @@ The work happens in a copy (``/tmp/tune-orders-2/<folder name>``) holding the fo
 every run already recorded is reused by key. At the end the runs the copy added are appended
 to the folder's ``runs.jsonl`` (tuning and main phases) and ``second-seed-runs.jsonl`` (the
 second seed), and ``results.json``, ``report.md``, the figures and ``second_seed.txt`` go to
-``FOLDER/tune-orders-2/``. Run from the repository root:
+``FOLDER/tune-orders-2/`` (the two Split MNIST folders ran before the copy's whole
+``runs.jsonl`` was left out of that list; the duplicate was deleted there). Run from the
+repository root:
 
     python docs/results/tune_orders_2.py docs/results/FOLDER [DATA_DIR]
 """
