@@ -29,9 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neuron_importance.continual import learned_and_final
 from neuron_importance.continual.seed_bootstrap import goal_support
-from neuron_importance.experiments.continual import RunSpec, StudySettings, append_runs
+from neuron_importance.experiments.continual import (
+    RunSpec,
+    StudySettings,
+    append_runs,
+    per_task_learned_final,
+)
 
 METHODS = ("ewc", "nai")  # always; more baselines (e.g. si,mas) as a third argument
 
@@ -109,13 +113,12 @@ def main() -> int:
                      f"{sup['worst']:.0%}, std in {sup['std']:.0%}, all three in "
                      f"{sup['all']:.0%}")
     # where each method loses accuracy: per task identity, right after learning it → at the end
-    tasks = sorted(orders[0])
     lines.append(f"per task ({k} seeds, mean over orders and seeds): learned → final")
     for m in methods:
-        lf = [learned_and_final(matrix[(m, o, sd)], o) for o in orders for sd in seeds]
+        pt = per_task_learned_final({o: [{"acc_matrix": matrix[(m, o, sd)]} for sd in seeds]
+                                     for o in orders})
         lines.append(f"  {m}: " + "; ".join(
-            f"task {t} {np.mean([x[t][0] for x in lf]):.2f} → "
-            f"{np.mean([x[t][1] for x in lf]):.2f}" for t in tasks))
+            f"task {t} {v['learned']:.2f} → {v['final']:.2f}" for t, v in pt.items()))
     text = "\n".join(lines) + "\n"
     (here / ("second_seed.txt" if k == 2 else f"seeds_{k}.txt")).write_text(text)
     print(text, end="")

@@ -806,14 +806,16 @@ def _earlier_invocations(previous: Path, this: float) -> dict[str, Any]:
 _UNRECORDED_DEVICE = "cpu (not recorded)"
 
 
-def _per_task_learned_final(
+def per_task_learned_final(
     by_order: Mapping[tuple[int, ...], Sequence[Mapping[str, Any]]],
 ) -> dict[str, dict[str, float]]:
     """Per task identity: accuracy right after it was trained (R_{i,i}), at the end (R_{T,i})
     and their difference, each a mean over the orders of the mean over the order's seeds.
 
     Tells a task that is learned badly (intransigence) from one that is learned well and then
-    overwritten (forgetting), which ACC and BWT, averaged over tasks, cannot."""
+    overwritten (forgetting), which ACC and BWT, averaged over tasks, cannot. ``by_order``
+    maps each order to its runs' records (only ``acc_matrix`` is read); also used by
+    ``docs/results/second_seed.py``."""
     from neuron_importance.continual import learned_and_final
 
     sums: dict[int, np.ndarray] = {}
@@ -848,7 +850,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
             for t in rs[0]["final_by_task"]:
                 per_task[t] = float(np.std([np.mean([r["final_by_task"][t] for r in g])
                                             for g in by_order.values()]))
-            per_task_learned = _per_task_learned_final(by_order)
+            per_task_learned = per_task_learned_final(by_order)
             n_seeds = min(len(g) for g in by_order.values())
             seed_std = (float(np.mean([np.std([r["acc"] for r in g])
                                        for g in by_order.values()])) if n_seeds > 1 else None)
@@ -1074,6 +1076,7 @@ def _grid_point_label(method: str, hp: Mapping[str, Any], settings: Mapping[str,
 def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
     s = res["settings"]
     seeded = s.get("seeds", 1) > 1
+    tuned_on = _tuning_orders_text(s.get("tune_orders", 1))
     lines = [
         "# Continual learning with neuron activation importance: task-order study", "",
         f"Benchmarks {', '.join(s['benchmarks'])}; {s['n_orders']} task orders each "
@@ -1087,9 +1090,8 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         "(Permuted MNIST: one shared head); Adam lr 1e-3, batch "
         f"{s['batch_size']}, epochs per task {s['epochs']}, lr/3 on a validation plateau "
         f"(patience {s['patience']}), best-validation weights restored. Hyperparameters tuned "
-        f"on {_tuning_orders_text(s.get('tune_orders', 1))} with the validation split (10 % "
-        "of each task's training data" + ("; its mean over these orders"
-                                          if s.get("tune_orders", 1) > 1 else "") + "), then "
+        f"on {tuned_on} with the validation split (10 % of each task's training data"
+        + ("; its mean over these orders" if s.get("tune_orders", 1) > 1 else "") + "), then "
         "frozen" + (": of the grid points within one standard error (over the seeds) of the "
                     "best validation ACC, the strongest penalty (one-SE rule)."
                     if s.get("selection") == "one-se" else ".")
@@ -1132,8 +1134,7 @@ def _report(res: Mapping[str, Any], files: Sequence[str]) -> str:
         lines.append("")
         tun = res["tuning"].get(b, {})
         if tun:
-            lines += [f"Tuning grid ({_tuning_orders_text(s.get('tune_orders', 1))}; "
-                      "validation ACC / test ACC):", ""]
+            lines += [f"Tuning grid ({tuned_on}; validation ACC / test ACC):", ""]
             for m, pts in tun.items():
                 cells = "; ".join(f"{_grid_point_label(m, p['hyperparameters'], s)}: "
                                   f"{_fmt(p['val_acc'])}/{_fmt(p['test_acc'])}" for p in pts)
