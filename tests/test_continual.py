@@ -495,11 +495,12 @@ def test_nai_logprob_conductance_matches_the_path_integral(head_sizes: tuple[int
                                rtol=1e-4, atol=1e-10)
 
 
-@pytest.mark.parametrize("norm", ["network", "mean"])
-def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str) -> None:
-    # task_weight="uncertainty": task t's Ω is the plain one times u_t = mean p_y(1 − p_y) of
-    # its softmax; two tasks with heads of different sharpness get different u_t, and the
-    # summed Ω is u_0 Ω_0 + u_1 Ω_1; the node importances are left as they are
+@pytest.mark.parametrize(("norm", "power"), [("network", 1.0), ("mean", 1.0),
+                                             ("network", 2.5)])
+def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str, power: float) -> None:
+    # task_weight="uncertainty": task t's Ω is the plain one times u_t^γ, u_t = mean
+    # p_y(1 − p_y) of its softmax; two tasks with heads of different sharpness get different
+    # u_t, and the summed Ω is u_0^γ Ω_0 + u_1^γ Ω_1; the node importances are left as they are
     torch.manual_seed(4)
     model = ContinualMLP(6, (5, 4), (2, 2)).double()
     with torch.no_grad():
@@ -508,7 +509,7 @@ def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str) -> None:
     ys = [torch.randint(0, 2, (30,)) for _ in range(2)]
     base = NAIOptions(source="conductance", conductance_stat="sq", conductance_steps=4,
                       conductance_target="centred", norm=norm, acc="sum", floor=0.0)
-    weighted = NAI(1.0, replace(base, task_weight="uncertainty"))
+    weighted = NAI(1.0, replace(base, task_weight="uncertainty", task_weight_power=power))
     us = []
     for t, y in enumerate(ys):
         data = TaskData(x, y, lambda v, t=t: model(v, task=t), t, t)
@@ -521,12 +522,17 @@ def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str) -> None:
         u = float((py * (1 - py)).mean())
         us.append(u)
         for k, om in plain.omega.items():
-            torch.testing.assert_close(weighted.omega[k], before.get(k, 0) + u * om)
+            torch.testing.assert_close(weighted.omega[k], before.get(k, 0) + u ** power * om)
         for k, v in plain.last_importance.items():
             torch.testing.assert_close(weighted.last_importance[k], v)
     assert us[1] < 0.8 * us[0]  # the sharper head is surer: the task weighs less
     with pytest.raises(ValueError, match="task_weight='loss' is not one of"):
         NAIOptions(task_weight="loss")
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="task_weight_power must be finite and > 0"):
+            NAIOptions(task_weight="uncertainty", task_weight_power=bad)
+    with pytest.raises(ValueError, match="task_weight_power=2.5 needs task_weight='uncertainty'"):
+        NAIOptions(task_weight_power=2.5)
 
 
 @pytest.mark.parametrize("head_sizes", [(2,), (3,)])

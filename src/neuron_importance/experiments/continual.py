@@ -84,7 +84,7 @@ _NAI_KEY_NEUTRAL: dict[str, Any] = {"downstream": "none", "conductance_stat": "a
                                      "head_scale": 1.0, "conductance_weight": "uniform",
                                      "conv_units": "channel", "input_side": "importance",
                                      "anchor": "last", "joint_positions": "mean",
-                                     "task_weight": "none"}
+                                     "task_weight": "none", "task_weight_power": 1.0}
 
 #: the same for the baselines' secondary hyperparameters: written out at its default (SI's
 #: damping ξ = 0.1, to tune it with c) a run keeps the key of the run that left it implicit
