@@ -17,8 +17,9 @@ seeds up to the study's ``--seed`` + N − 1 and read the N-seed means, written 
 ``seeds_N.txt`` for N > 2; session 22 read a third seed on Split Fashion-MNIST, session 23
 five. Session 23 also ran it on copies of the Split MNIST folders holding ``runs.jsonl``,
 ``second-seed-runs.jsonl`` and ``nai-task-weight/results.json``, for the NAI read there, and
-session 24 with five seeds on seed 10's copy; session 25 on copies made by
-``tune_orders_2.py``'s outputs and ``task_weight_power.py``. Since session 24 the text ends
+session 24 with five seeds on seed 10's copy; session 25 on a copy holding Split
+Fashion-MNIST's two-order reading (``tune-orders-2/results.json``) and from
+``task_weight_power.py``. Since session 24 the text ends
 with each method's per-task accuracy right after learning the task and at the end.)
 """
 
