@@ -25,54 +25,29 @@ repository root:
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from neuron_importance.experiments.continual import StudySettings, run_study
+from work_copy import copy_back, start_copy
 
-RUN_FILES = ("runs.jsonl", "second-seed-runs.jsonl")
-#: runs of other readings kept in subfolders, read so that they are reused, not retrained
-EXTRA_RUNS = ("nai-task-weight-one-se/runs.jsonl",)
+from neuron_importance.experiments.continual import StudySettings, run_study
 
 
 def main() -> int:
     folder = Path(sys.argv[1])
     data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
     work = Path("/tmp/tune-orders-2") / folder.name
-    work.mkdir(parents=True, exist_ok=True)
-    # the copy starts as the folder's records (once: a rerun resumes the copy)
-    for name in RUN_FILES:
-        if not (work / name).exists():
-            text = (folder / name).read_text() if (folder / name).exists() else ""
-            if name == "runs.jsonl":
-                text += "".join((folder / e).read_text() for e in EXTRA_RUNS
-                                if (folder / e).exists())
-            (work / name).write_text(text)
-            (work / f"{name}.start").write_text(str(len(text.splitlines())))
+    start_copy(folder, work)
     saved = json.loads((folder / "nai-task-weight" / "results.json").read_text())["settings"]
     settings = replace(StudySettings.from_saved(saved), tune_orders=2, jobs=2)
     res = run_study(work, settings, data_dir=data, progress=False, log=print)
     print(json.dumps(res["chosen_hyperparameters"]))
     subprocess.run([sys.executable, str(Path(__file__).with_name("second_seed.py")), str(work),
                     data, "si,mas"], check=True)
-    out = folder / "tune-orders-2"
-    out.mkdir(exist_ok=True)
-    # the copy's runs.jsonl holds every run the folder had; only its new lines go back (below)
-    for name in {"results.json", "report.md", "second_seed.txt", *res["files"]} - {"runs.jsonl"}:
-        shutil.copy(work / name, out / name)
-    if (work / "copied-back").exists():  # a rerun after a finished one appends nothing twice
-        return 0
-    for name in RUN_FILES:
-        start = int((work / f"{name}.start").read_text())
-        new = (work / name).read_text().splitlines()[start:]
-        if new:
-            with open(folder / name, "a") as fh:
-                fh.write("\n".join(new) + "\n")
-        print(f"{name}: {len(new)} new records")
-    (work / "copied-back").touch()
+    copy_back(folder, work, folder / "tune-orders-2",
+              {"results.json", "report.md", "second_seed.txt", *res["files"]})
     return 0
 
 
