@@ -29,7 +29,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from work_copy import copy_back, start_copy
+from work_copy import copy_back, folder_data_work, start_copy
 
 from neuron_importance.experiments.continual import StudySettings, run_study
 
@@ -39,9 +39,7 @@ SEEDS = 5
 
 
 def main() -> int:
-    folder = Path(sys.argv[1])
-    data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
-    work = Path("/tmp/task-weight-power") / folder.name
+    folder, data, work = folder_data_work(sys.argv, "task-weight-power")
     start_copy(folder, work)
     saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())["settings"]
     base = StudySettings.from_saved(saved)

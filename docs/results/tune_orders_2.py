@@ -30,15 +30,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from work_copy import copy_back, start_copy
+from work_copy import copy_back, folder_data_work, start_copy
 
 from neuron_importance.experiments.continual import StudySettings, run_study
 
 
 def main() -> int:
-    folder = Path(sys.argv[1])
-    data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
-    work = Path("/tmp/tune-orders-2") / folder.name
+    folder, data, work = folder_data_work(sys.argv, "tune-orders-2")
     start_copy(folder, work)
     saved = json.loads((folder / "nai-task-weight" / "results.json").read_text())["settings"]
     settings = replace(StudySettings.from_saved(saved), tune_orders=2, jobs=2)

@@ -16,6 +16,13 @@ RUN_FILES = ("runs.jsonl", "second-seed-runs.jsonl")
 EXTRA_RUNS = ("nai-task-weight-one-se/runs.jsonl",)
 
 
+def folder_data_work(argv: list[str], scratch: str) -> tuple[Path, str, Path]:
+    """``FOLDER [DATA_DIR]`` from the command line, and the copy's place under ``/tmp``."""
+    folder = Path(argv[1])
+    data = argv[2] if len(argv) > 2 else "../shared/data"
+    return folder, data, Path("/tmp") / scratch / folder.name
+
+
 def start_copy(folder: Path, work: Path) -> None:
     """Fill ``work`` with ``folder``'s records, once: a rerun resumes the copy."""
     work.mkdir(parents=True, exist_ok=True)
