@@ -19,8 +19,8 @@ five. Session 23 also ran it on copies of the Split MNIST folders holding ``runs
 ``second-seed-runs.jsonl`` and ``nai-task-weight/results.json``, for the NAI read there, and
 session 24 with five seeds on seed 10's copy; session 25 on a copy holding Split
 Fashion-MNIST's two-order reading (``tune-orders-2/results.json``) and from
-``task_weight_power.py``. Since session 24 the text ends
-with each method's per-task accuracy right after learning the task and at the end.)
+``task_weight_power.py``. Since session 24 the text ends with each method's per-task
+accuracy right after learning the task and at the end.)
 """
 
 from __future__ import annotations
