@@ -526,6 +526,12 @@ def test_nai_task_weight_scales_each_task_by_its_uncertainty(norm: str, power: f
         for k, v in plain.last_importance.items():
             torch.testing.assert_close(weighted.last_importance[k], v)
     assert us[1] < 0.8 * us[0]  # the sharper head is surer: the task weighs less
+    # the raw u_t (before γ) are kept per task and survive a checkpoint round trip
+    assert weighted.task_uncertainty == pytest.approx(us, rel=1e-9)
+    resumed = NAI(1.0, replace(base, task_weight="uncertainty", task_weight_power=power))
+    resumed.load_state_dict(weighted.state_dict())
+    assert resumed.task_uncertainty == weighted.task_uncertainty
+    assert plain.task_uncertainty == []  # without the factor nothing is measured
     with pytest.raises(ValueError, match="task_weight='loss' is not one of"):
         NAIOptions(task_weight="loss")
     for bad in (0.0, -1.0, float("nan"), float("inf")):
@@ -693,7 +699,8 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("method, hp", [("nai", {"lam": 10.0}), ("si", {"c": 1.0}),
-                                        ("ewc", {"lam": 100.0})])
+                                        ("ewc", {"lam": 100.0}),
+                                        ("nai", {"lam": 10.0, "task_weight": "uncertainty"})])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, method: str, hp: dict) -> None:
     stream = blob_stream()
     full = run_sequence(stream, method, hp, CFG)
@@ -713,6 +720,14 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, method: str, hp: d
     assert lines[0].startswith("resuming") and len(lines) == 2  # 1 resume line + task 3 only
     assert resumed.acc_matrix == full.acc_matrix
     assert resumed.init_acc == full.init_acc
+    # the uncertainty factor's u_t of every task, the two resumed from the checkpoint too
+    assert resumed.task_uncertainty == full.task_uncertainty
+    if hp.get("task_weight") == "uncertainty":
+        assert len(full.task_uncertainty) == 3
+        assert all(0 < u <= 0.25 for u in full.task_uncertainty)  # p(1 − p) ≤ 1/4
+        assert full.to_json()["task_uncertainty"] == full.task_uncertainty
+    else:
+        assert full.task_uncertainty == [] and "task_uncertainty" not in full.to_json()
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path) -> None:

@@ -560,6 +560,9 @@ class NAI(Strategy):
         self.n_tasks = 0
         #: the normalised unit importances of the last task, per layer (for plots/inspection)
         self.last_importance: dict[str, Tensor] = {}
+        #: task_weight="uncertainty": each finished task's u_t = mean p_y(1 − p_y), before the
+        #: power γ, in the order the tasks were learned (to choose λ for a γ: λ ∝ u^(1 − γ))
+        self.task_uncertainty: list[float] = []
         self._joint: dict[str, Tensor] = {}  # map="joint": E_n[s_i(n) a_j(n)²] per layer
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -811,6 +814,7 @@ class NAI(Strategy):
                 u = float(_fisher_weights(model, x, y, data.head, normalised=False).mean())
             finally:
                 model.train(was_training)
+            self.task_uncertainty.append(u)
             u = u ** o.task_weight_power
             new = {k: v * u for k, v in new.items()}
         for k in [k for k in unit if k.startswith("act:")]:
@@ -909,9 +913,11 @@ class NAI(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"omega": self.omega, "node": self.node, "anchor": self.anchor,
-                "moment": self.moment, "n_tasks": self.n_tasks}
+                "moment": self.moment, "n_tasks": self.n_tasks,
+                "task_uncertainty": list(self.task_uncertainty)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.omega, self.node = dict(state["omega"]), dict(state["node"])
         self.anchor, self.n_tasks = dict(state["anchor"]), int(state["n_tasks"])
         self.moment = dict(state.get("moment", {}))  # absent from checkpoints before anchor
+        self.task_uncertainty = list(state.get("task_uncertainty", []))  # before session 26

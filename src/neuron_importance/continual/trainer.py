@@ -207,9 +207,15 @@ class RunResult:
     seconds: float
     seed: int
     epochs_run: list[int] = field(default_factory=list)
+    #: NAI with ``task_weight="uncertainty"``: each task's u_t = mean p_y(1 − p_y), in
+    #: training order (empty for every other method, and then left out of the JSON)
+    task_uncertainty: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not out["task_uncertainty"]:
+            del out["task_uncertainty"]
+        return out
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -404,6 +410,7 @@ def run_sequence(
         init_acc=init_acc, acc=s["acc"], bwt=s["bwt"], forgetting=s["forgetting"],
         fwt=s["fwt"], val_acc=s_val["acc"], seconds=seconds, seed=config.seed,
         epochs_run=epochs_run,
+        task_uncertainty=list(getattr(strategy, "task_uncertainty", [])),
     )
 
 
