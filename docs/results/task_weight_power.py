@@ -18,11 +18,17 @@ runs; at the end the copy's new records are appended to the folder's ``runs.json
 ``second-seed-runs.jsonl``, and ``results.json``, ``report.md``, the figures and
 ``seeds_5.txt`` go to ``FOLDER/task-weight-power/``. Run from the repository root:
 
-    python docs/results/task_weight_power.py docs/results/FOLDER [DATA_DIR]
+    python docs/results/task_weight_power.py docs/results/FOLDER [DATA_DIR] \
+        [--gamma G --grid L1,L2,...]
+
+Session 26 ran Split Fashion-MNIST with ``--gamma 1.7 --grid`` set from that benchmark's own
+fit (``task_scale_10ep.txt`` in its folder) and from the u_t NAI measures in the study
+(``task_uncertainty_probe.py``); without the two options the script runs session 25's plan.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -39,12 +45,20 @@ SEEDS = 5
 
 
 def main() -> int:
-    folder, data, work = folder_data_work(sys.argv, "task-weight-power")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder")
+    parser.add_argument("data_dir", nargs="?", default="../shared/data")
+    parser.add_argument("--gamma", type=float, default=GAMMA)
+    parser.add_argument("--grid", type=lambda v: [float(x) for x in v.split(",")],
+                        default=NAI_GRID, help="NAI's λ grid, comma-separated")
+    args = parser.parse_args()
+    folder, data, work = folder_data_work([sys.argv[0], args.folder, args.data_dir],
+                                          "task-weight-power")
     start_copy(folder, work)
     saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())["settings"]
     base = StudySettings.from_saved(saved)
-    nai = {**base.method_nai_options["nai"], "task_weight_power": GAMMA}
-    settings = replace(base, jobs=2, grids={**base.grids, "nai": {"lam": NAI_GRID}},
+    nai = {**base.method_nai_options["nai"], "task_weight_power": args.gamma}
+    settings = replace(base, jobs=2, grids={**base.grids, "nai": {"lam": args.grid}},
                        method_nai_options={**base.method_nai_options, "nai": nai})
     res = run_study(work, settings, data_dir=data, progress=False, log=print)
     print(json.dumps(res["chosen_hyperparameters"]))
