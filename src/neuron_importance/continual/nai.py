@@ -223,7 +223,12 @@ class NAIOptions:
             (γ 2.5), u ≈ 1e-3 as NAI measures it after training under the penalty. Measured
             there (session 25, 5 seeds): on one draw of orders it learns 8 vs 9 better and
             comes within 0.012 of EWC's mean; on the other it loses an easy pair learned first
-            (4 vs 5), held too loosely, and falls 0.08 behind. Needs
+            (4 vs 5), held too loosely, and falls 0.08 behind. Caveat (session 26): in a
+            sequence u_t grows with the penalty's pressure on the task (the first task,
+            trained free, has the smallest u, and later tasks' u rise with λ), so γ > 1
+            amplifies the penalty's own feedback rather than the tasks' difficulty; on Split
+            Fashion-MNIST γ 1.7 (that benchmark's fit) fell 0.16 behind γ 1. Place λ at
+            λ₁ · ū^(1 − γ), ū the geometric mean of a γ-1 run's ``task_uncertainty``. Needs
             ``task_weight="uncertainty"``; off (1) by default.
     """
 
