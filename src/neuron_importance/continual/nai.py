@@ -227,7 +227,7 @@ class NAIOptions:
             sequence u_t grows with the penalty's pressure on the task (the first task,
             trained free, has the smallest u, and later tasks' u rise with λ), so γ > 1
             amplifies the penalty's own feedback rather than the tasks' difficulty; on Split
-            Fashion-MNIST γ 1.7 (that benchmark's fit) fell 0.16 behind γ 1. Place λ at
+            Fashion-MNIST γ 1.7 (that benchmark's fit) fell 0.18 behind γ 1. Place λ at
             λ₁ · ū^(1 − γ), ū the geometric mean of a γ-1 run's ``task_uncertainty``. Needs
             ``task_weight="uncertainty"``; off (1) by default.
     """
