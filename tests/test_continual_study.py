@@ -967,6 +967,29 @@ def test_tuning_on_several_orders_averages_them_and_reuses_the_runs(tmp_path: Pa
     assert "Tuning grid (orders 0-1; validation ACC / test ACC)" in report
 
 
+def test_nai_runs_with_the_uncertainty_factor_record_their_task_uncertainty(
+        tmp_path: Path, data_root: Path) -> None:
+    """NAI with ``task_weight="uncertainty"`` records each task's u_t, in training order, in
+    ``runs.jsonl`` and in results.json's ``runs``; other methods record none."""
+    settings = tiny_settings(benchmarks=["split-mnist"], methods=["ewc", "nai"], n_orders=2,
+                             ablation_benchmarks=[], class_il_methods=[],
+                             grids={"ewc": {"lam": [10.0]}, "nai": {"lam": [1.0]}},
+                             max_extensions=0,
+                             method_nai_options={"nai": {"task_weight": "uncertainty"}})
+    res = run_study(tmp_path, settings, data_dir=data_root, progress=False, log=lambda m: None)
+    recs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    for r in recs + res["runs"]:
+        if r["method"] == "nai":
+            u = r["task_uncertainty"]
+            assert len(u) == 5 and all(0 <= v <= 0.25 for v in u)  # p(1 − p) ≤ 1/4
+        else:
+            assert "task_uncertainty" not in r
+    # one record per order of the main phase (identity and reverse)
+    by_order = {tuple(r["order"]): r["task_uncertainty"] for r in res["runs"]
+                if r["method"] == "nai"}
+    assert set(by_order) == {(0, 1, 2, 3, 4), (4, 3, 2, 1, 0)}
+
+
 @pytest.mark.parametrize("k", [0, 4, 1.5, True])
 def test_tune_orders_must_name_some_of_the_study_s_orders(k) -> None:
     with pytest.raises(ValueError, match=f"tune_orders must be an int from 1 to the number "

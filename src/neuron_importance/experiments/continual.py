@@ -834,6 +834,7 @@ def _assemble(settings, orders, chosen, tuning, main_recs, class_recs, abl_recs)
                                "forgetting", "fwt", "acc_matrix", "hyperparameters", "seconds",
                                "final_by_task", "init_acc")}
             | ({"reused_from": r["reused_from"]} if "reused_from" in r else {})
+            | ({"task_uncertainty": r["task_uncertainty"]} if "task_uncertainty" in r else {})
             | {"device": r.get("device", _UNRECORDED_DEVICE)}
             for r in main_recs]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
