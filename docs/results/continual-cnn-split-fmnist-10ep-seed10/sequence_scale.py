@@ -1,0 +1,87 @@
+"""How EWC and NAI weigh the tasks of one sequence against each other (session 26).
+
+Session 26 found that the u_t NAI measures after each task of a sequence grows with the
+penalty's pressure on that task (the first task, trained free, has the smallest), so its
+factor u_t^γ with γ > 1 leaves the first-learned task almost unweighted. Does EWC's Fisher,
+measured in the same sequence, weigh its tasks the same way? This script trains the reverse
+order 4-3-2-1-0 of Split Fashion-MNIST, the study's seed 10 and protocol (``tune-orders-2``'s
+settings), once with EWC (λ 11111, its frozen point) and once with NAI (its frozen γ 1
+point, λ 3333), keeps each run's last checkpoint, and prints per task in training order: the
+mean of EWC's Fisher over each trunk weight tensor (conv1 / conv2 / fc) and relative to the
+first task's, and NAI's u_t and u_t / u_first (with ``norm="network"`` every task's trunk Ω has
+one scale before the factor, so u_t^γ is NAI's weight of task t); the last line is the slope
+of log Fisher on log u_t over the five positions, per layer and on their mean: the γ at which
+NAI's u_t^γ spreads this sequence's tasks as EWC's Fisher does. A rerun reads the finished
+runs' checkpoints in ``/tmp/sequence-scale`` instead of training again. Output in
+``sequence_scale.txt`` beside this file. Run from the repository root:
+
+    python docs/results/continual-cnn-split-fmnist-10ep-seed10/sequence_scale.py [DATA_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = [4, 3, 2, 1, 0]
+SCRATCH = Path("/tmp/sequence-scale")
+
+
+def _run(method: str, data: str) -> dict:
+    import torch
+
+    from neuron_importance.continual import make_stream, run_sequence
+    from neuron_importance.experiments.continual import StudySettings
+
+    torch.set_num_threads(1)
+    saved = json.loads((HERE / "tune-orders-2" / "results.json").read_text())
+    settings = StudySettings.from_saved(saved["settings"])
+    hp = saved["chosen_hyperparameters"]["split-fashion-mnist"][method]
+    stream = make_stream("split-fashion-mnist", data_dir=data).reordered(ORDER)
+    SCRATCH.mkdir(exist_ok=True)
+    ckpt = SCRATCH / f"{method}.pt"
+    res = run_sequence(stream, method, hp, settings.train_config(10, settings.seed),
+                       checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=False)["strategy"]
+    out = {"acc": res.acc, "lam": hp["lam"], "final": res.acc_matrix[-1]}
+    if method == "ewc":
+        out["fisher"] = [[v.double().mean().item() for k, v in fisher.items()
+                          if k.startswith("trunk.") and k.endswith("weight")]
+                         for _, fisher in state["terms"]]
+    else:
+        out["u"] = state["task_uncertainty"]
+    return out
+
+
+def main() -> None:
+    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    with ProcessPoolExecutor(2) as pool:
+        ewc, nai = pool.map(_run, ["ewc", "nai"], [data, data])
+    print(f"split-fashion-mnist | order {'-'.join(map(str, ORDER))} | seed 10 | EWC λ "
+          f"{ewc['lam']:g} ACC {ewc['acc']:.2f} | NAI (γ 1) λ {nai['lam']:g} ACC {nai['acc']:.2f}")
+    f0, u0 = ewc["fisher"][0], nai["u"][0]
+    for pos, task in enumerate(ORDER):
+        f, u = ewc["fisher"][pos], nai["u"][pos]
+        print(f"position {pos + 1}, task {task} | EWC Fisher "
+              + " / ".join(f"{v:.2e}" for v in f) + " | × first "
+              + " / ".join(f"{v / w:.1f}" for v, w in zip(f, f0))
+              + f" | NAI u {u:.2e} | × first {u / u0:.1f}")
+    log_u = [math.log(v) for v in nai["u"]]
+    slopes = [_slope(log_u, [math.log(f[k]) for f in ewc["fisher"]]) for k in range(len(f0))]
+    print("slope of log Fisher on log u_t over the positions: "
+          + " / ".join(f"{v:.2f}" for v in slopes) + f" | mean {sum(slopes) / len(slopes):.2f}")
+
+
+def _slope(x: list[float], y: list[float]) -> float:
+    """Least-squares slope of ``y`` on ``x``."""
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    return (sum((a - mx) * (b - my) for a, b in zip(x, y))
+            / sum((a - mx) ** 2 for a in x))
+
+
+if __name__ == "__main__":
+    main()
