@@ -4,18 +4,19 @@ Session 26 found that the u_t NAI measures after each task of a sequence grows w
 penalty's pressure on that task (the first task, trained free, has the smallest), so its
 factor u_t^γ with γ > 1 leaves the first-learned task almost unweighted. Does EWC's Fisher,
 measured in the same sequence, weigh its tasks the same way? This script trains the reverse
-order 4-3-2-1-0 of Split Fashion-MNIST, the study's seed 10 and protocol (``tune-orders-2``'s
-settings), once with EWC (λ 11111, its frozen point) and once with NAI (its frozen γ 1
-point, λ 3333), keeps each run's last checkpoint, and prints per task in training order: the
+order 4-3-2-1-0 of a CNN folder's benchmark, the study's seed and protocol (the folder's
+``tune-orders-2`` settings), once with EWC and once with NAI, each at the point that reading
+froze (Split Fashion-MNIST: EWC λ 11111, NAI γ 1 λ 3333), keeps each run's last checkpoint,
+and prints per task in training order: the
 mean of EWC's Fisher over each trunk weight tensor (conv1 / conv2 / fc) and relative to the
 first task's, and NAI's u_t and u_t / u_first (with ``norm="network"`` every task's trunk Ω has
 one scale before the factor, so u_t^γ is NAI's weight of task t); the last line is the slope
 of log Fisher on log u_t over the five positions, per layer and on their mean: the γ at which
 NAI's u_t^γ spreads this sequence's tasks as EWC's Fisher does. A rerun reads the finished
-runs' checkpoints in ``/tmp/sequence-scale`` instead of training again. Output in
-``sequence_scale.txt`` beside this file. Run from the repository root:
+runs' checkpoints in ``/tmp/sequence-scale/<folder name>`` instead of training again. Output
+in the folder's ``sequence_scale.txt``. Run from the repository root:
 
-    python docs/results/continual-cnn-split-fmnist-10ep-seed10/sequence_scale.py [DATA_DIR]
+    python docs/results/sequence_scale.py docs/results/FOLDER [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -26,28 +27,29 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 ORDER = [4, 3, 2, 1, 0]
-SCRATCH = Path("/tmp/sequence-scale")
 
 
-def _run(method: str, data: str) -> dict:
+def _run(method: str, folder: Path, data: str) -> dict:
     import torch
 
     from neuron_importance.continual import make_stream, run_sequence
     from neuron_importance.experiments.continual import StudySettings
 
     torch.set_num_threads(1)
-    saved = json.loads((HERE / "tune-orders-2" / "results.json").read_text())
+    saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())
     settings = StudySettings.from_saved(saved["settings"])
-    hp = saved["chosen_hyperparameters"]["split-fashion-mnist"][method]
-    stream = make_stream("split-fashion-mnist", data_dir=data).reordered(ORDER)
-    SCRATCH.mkdir(exist_ok=True)
-    ckpt = SCRATCH / f"{method}.pt"
-    res = run_sequence(stream, method, hp, settings.train_config(10, settings.seed),
+    (benchmark,) = settings.benchmarks
+    hp = saved["chosen_hyperparameters"][benchmark][method]
+    stream = make_stream(benchmark, data_dir=data).reordered(ORDER)
+    scratch = Path("/tmp/sequence-scale") / folder.name
+    scratch.mkdir(parents=True, exist_ok=True)
+    ckpt = scratch / f"{method}.pt"
+    res = run_sequence(stream, method, hp,
+                       settings.train_config(settings.epochs[benchmark], settings.seed),
                        checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=False)["strategy"]
-    out = {"acc": res.acc, "lam": hp["lam"], "final": res.acc_matrix[-1]}
+    out = {"acc": res.acc, "lam": hp["lam"], "benchmark": benchmark, "seed": settings.seed}
     if method == "ewc":
         out["fisher"] = [[v.double().mean().item() for k, v in fisher.items()
                           if k.startswith("trunk.") and k.endswith("weight")]
@@ -58,10 +60,11 @@ def _run(method: str, data: str) -> dict:
 
 
 def main() -> None:
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    folder = Path(sys.argv[1])
+    data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
     with ProcessPoolExecutor(2) as pool:
-        ewc, nai = pool.map(_run, ["ewc", "nai"], [data, data])
-    print(f"split-fashion-mnist | order {'-'.join(map(str, ORDER))} | seed 10 | EWC λ "
+        ewc, nai = pool.map(_run, ["ewc", "nai"], [folder] * 2, [data] * 2)
+    print(f"{ewc['benchmark']} | order {'-'.join(map(str, ORDER))} | seed {ewc['seed']} | EWC λ "
           f"{ewc['lam']:g} ACC {ewc['acc']:.2f} | NAI (γ 1) λ {nai['lam']:g} ACC {nai['acc']:.2f}")
     f0, u0 = ewc["fisher"][0], nai["u"][0]
     for pos, task in enumerate(ORDER):
