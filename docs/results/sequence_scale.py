@@ -26,6 +26,7 @@ import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from statistics import linear_regression
 
 ORDER = [4, 3, 2, 1, 0]
 
@@ -74,16 +75,11 @@ def main() -> None:
               + " / ".join(f"{v / w:.1f}" for v, w in zip(f, f0))
               + f" | NAI u {u:.2e} | × first {u / u0:.1f}")
     log_u = [math.log(v) for v in nai["u"]]
-    slopes = [_slope(log_u, [math.log(f[k]) for f in ewc["fisher"]]) for k in range(len(f0))]
+    slopes = [linear_regression(log_u, [math.log(f[k]) for f in ewc["fisher"]]).slope
+              for k in range(len(f0))]
     print("slope of log Fisher on log u_t over the positions: "
           + " / ".join(f"{v:.2f}" for v in slopes) + f" | mean {sum(slopes) / len(slopes):.2f}")
 
-
-def _slope(x: list[float], y: list[float]) -> float:
-    """Least-squares slope of ``y`` on ``x``."""
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    return (sum((a - mx) * (b - my) for a, b in zip(x, y))
-            / sum((a - mx) ** 2 for a in x))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+from statistics import linear_regression
 
 import torch
 
@@ -69,17 +70,12 @@ def main() -> None:
             cells.append(method + " " + " / ".join(f"{m:.2e}" for m in means[method]))
         log_ratio.append([math.log(e / n) for e, n in zip(means["ewc"], means["nai"])])
         print(" | ".join(cells), flush=True)
-    slopes = [_slope(log_u, [r[k] for r in log_ratio]) for k in range(len(log_ratio[0]))]
+    slopes = [linear_regression(log_u, [r[k] for r in log_ratio]).slope
+              for k in range(len(log_ratio[0]))]
     geo_u = math.exp(sum(log_u) / len(log_u))
     print("slope of log(ewc / nai) on log(train u): " + " / ".join(f"{s:.2f}" for s in slopes)
           + f" | mean {sum(slopes) / len(slopes):.2f} | geometric mean of train u {geo_u:.2e}")
 
-
-def _slope(x: list[float], y: list[float]) -> float:
-    """Least-squares slope of ``y`` on ``x``."""
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    return (sum((a - mx) * (b - my) for a, b in zip(x, y))
-            / sum((a - mx) ** 2 for a in x))
 
 
 if __name__ == "__main__":
