@@ -224,13 +224,13 @@ class NAIOptions:
             there (session 25, 5 seeds): on one draw of orders it learns 8 vs 9 better and
             comes within 0.012 of EWC's mean; on the other it loses an easy pair learned first
             (4 vs 5), held too loosely, and falls 0.08 behind. Caveat (session 26): in a
-            sequence u_t grows with the penalty's pressure on the task (the first task,
-            trained free, has the smallest u, and later tasks' u rise with λ), so the fit on
-            tasks trained alone overstates γ: within single sequences EWC's Fisher spreads
-            the tasks as u_t^1.1 to u_t^2.1 (three measured), and on Split Fashion-MNIST γ 1.7
-            (its task-alone fit) fell 0.18 behind γ 1 while γ 1.3 only tied it. Place λ at λ₁ · ū^(1 − γ), ū the geometric
-            mean of a γ-1 run's ``task_uncertainty``. Needs ``task_weight="uncertainty"``;
-            off (1) by default.
+            sequence u_t grows with the penalty's pressure on the task (a task learned first
+            is measured free of it; later tasks' u rise with λ), so the fit on tasks trained
+            alone overstates γ: within single sequences EWC's Fisher spreads the tasks as
+            u_t^1.1 to u_t^2.1 (three measured), and on Split Fashion-MNIST γ 1.7 (its
+            task-alone fit) fell 0.18 behind γ 1 while γ 1.3 only tied it. Place λ at
+            λ₁ · ū^(1 − γ), ū the geometric mean of a γ-1 run's ``task_uncertainty``. Needs
+            ``task_weight="uncertainty"``; off (1) by default.
     """
 
     stat: str = "sq"
