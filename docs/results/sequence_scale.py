@@ -1,15 +1,15 @@
 """How EWC and NAI weigh the tasks of one sequence against each other (session 26).
 
 Session 26 found that the u_t NAI measures after each task of a sequence grows with the
-penalty's pressure on that task (the first task, trained free, has the smallest), so its
-factor u_t^γ with γ > 1 leaves the first-learned task almost unweighted. Does EWC's Fisher,
+penalty's pressure on that task (a task learned first is measured free of it), so its factor
+u_t^γ with γ > 1 can leave an easy first-learned task almost unweighted. Does EWC's Fisher,
 measured in the same sequence, weigh its tasks the same way? This script trains the reverse
 order 4-3-2-1-0 of a CNN folder's benchmark, the study's seed and protocol (the folder's
 ``tune-orders-2`` settings), once with EWC and once with NAI, each at the point that reading
-froze (Split Fashion-MNIST: EWC λ 11111, NAI γ 1 λ 3333), keeps each run's last checkpoint,
-and prints per task in training order: the
-mean of EWC's Fisher over each trunk weight tensor (conv1 / conv2 / fc) and relative to the
-first task's, and NAI's u_t and u_t / u_first (with ``norm="network"`` every task's trunk Ω has
+froze (Split Fashion-MNIST: EWC λ 11111, NAI γ 1 λ 3333; ``frozen_point.py``), keeps each
+run's last checkpoint, and prints per task in training order: the mean of EWC's Fisher over
+each trunk weight tensor (conv1 / conv2 / fc) and relative to the first task's, and NAI's u_t
+and u_t / u_first (with ``norm="network"`` every task's trunk Ω has
 one scale before the factor, so u_t^γ is NAI's weight of task t); the last line is the slope
 of log Fisher on log u_t over the five positions, per layer and on their mean: the γ at which
 NAI's u_t^γ spreads this sequence's tasks as EWC's Fisher does. A rerun reads the finished
@@ -21,36 +21,26 @@ in the folder's ``sequence_scale.txt``. Run from the repository root:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import linear_regression
 
+import torch
+from frozen_point import train_frozen_point
+
 ORDER = [4, 3, 2, 1, 0]
 
 
 def _run(method: str, folder: Path, data: str) -> dict:
-    import torch
-
-    from neuron_importance.continual import make_stream, run_sequence
-    from neuron_importance.experiments.continual import StudySettings
-
     torch.set_num_threads(1)
-    saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())
-    settings = StudySettings.from_saved(saved["settings"])
-    (benchmark,) = settings.benchmarks
-    hp = saved["chosen_hyperparameters"][benchmark][method]
-    stream = make_stream(benchmark, data_dir=data).reordered(ORDER)
     scratch = Path("/tmp/sequence-scale") / folder.name
     scratch.mkdir(parents=True, exist_ok=True)
     ckpt = scratch / f"{method}.pt"
-    res = run_sequence(stream, method, hp,
-                       settings.train_config(settings.epochs[benchmark], settings.seed),
-                       checkpoint=ckpt)
+    res, hp = train_frozen_point(folder, method, data, ORDER, ckpt)
     state = torch.load(ckpt, weights_only=False)["strategy"]
-    out = {"acc": res.acc, "lam": hp["lam"], "benchmark": benchmark, "seed": settings.seed}
+    out = {"acc": res.acc, "lam": hp["lam"], "benchmark": res.benchmark, "seed": res.seed}
     if method == "ewc":
         out["fisher"] = [[v.double().mean().item() for k, v in fisher.items()
                           if k.startswith("trunk.") and k.endswith("weight")]
@@ -79,7 +69,6 @@ def main() -> None:
               for k in range(len(f0))]
     print("slope of log Fisher on log u_t over the positions: "
           + " / ".join(f"{v:.2f}" for v in slopes) + f" | mean {sum(slopes) / len(slopes):.2f}")
-
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ identity order with the study's seed, and prints each task's u_t, their geometri
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import torch
-
-from neuron_importance.continual import make_stream, run_sequence
-from neuron_importance.experiments.continual import StudySettings
+from frozen_point import train_frozen_point
 
 GAMMA = 2.5
 
@@ -29,19 +26,13 @@ GAMMA = 2.5
 def main() -> None:
     folder = Path(sys.argv[1])
     data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data"
-    saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())
-    settings = StudySettings.from_saved(saved["settings"])
-    (benchmark,) = settings.benchmarks
-    hp = saved["chosen_hyperparameters"][benchmark]["nai"]
     torch.set_num_threads(1)
-    stream = make_stream(benchmark, data_dir=data)
-    res = run_sequence(stream, "nai", hp, settings.train_config(settings.epochs[benchmark],
-                                                                  settings.seed))
+    res, hp = train_frozen_point(folder, "nai", data)
     u = res.task_uncertainty
     geo = math.exp(sum(math.log(v) for v in u) / len(u))
     gammas = sorted({GAMMA, float(sys.argv[3]) if len(sys.argv) > 3 else GAMMA})
-    print(f"{benchmark} | NAI λ {hp['lam']:g} | order {list(stream.order)} | seed "
-          f"{settings.seed} | ACC {res.acc:.2f}")
+    print(f"{res.benchmark} | NAI λ {hp['lam']:g} | order {res.order} | seed {res.seed} | "
+          f"ACC {res.acc:.2f}")
     print("u_t " + " / ".join(f"{v:.2e}" for v in u) + f" | geometric mean {geo:.2e} | "
           + " | ".join(f"λ for γ {g:g}: {hp['lam'] * geo ** (1 - g):.3g}" for g in gammas))
 

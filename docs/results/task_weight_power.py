@@ -35,7 +35,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from work_copy import copy_back, folder_data_work, start_copy
+from work_copy import copy_back, start_copy, work_dir
 
 from neuron_importance.experiments.continual import StudySettings, run_study
 
@@ -52,8 +52,8 @@ def main() -> int:
     parser.add_argument("--grid", type=lambda v: [float(x) for x in v.split(",")],
                         default=NAI_GRID, help="NAI's λ grid, comma-separated")
     args = parser.parse_args()
-    folder, data, work = folder_data_work([sys.argv[0], args.folder, args.data_dir],
-                                          "task-weight-power")
+    folder, data = Path(args.folder), args.data_dir
+    work = work_dir(folder, "task-weight-power")
     start_copy(folder, work)
     saved = json.loads((folder / "tune-orders-2" / "results.json").read_text())["settings"]
     base = StudySettings.from_saved(saved)

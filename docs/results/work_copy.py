@@ -20,7 +20,12 @@ def folder_data_work(argv: list[str], scratch: str) -> tuple[Path, str, Path]:
     """``FOLDER [DATA_DIR]`` from the command line, and the copy's place under ``/tmp``."""
     folder = Path(argv[1])
     data = argv[2] if len(argv) > 2 else "../shared/data"
-    return folder, data, Path("/tmp") / scratch / folder.name
+    return folder, data, work_dir(folder, scratch)
+
+
+def work_dir(folder: Path, scratch: str) -> Path:
+    """The copy's place: ``/tmp/<scratch>/<folder name>``."""
+    return Path("/tmp") / scratch / folder.name
 
 
 def start_copy(folder: Path, work: Path) -> None:

@@ -6,10 +6,10 @@ batch 256, seed 0: ``layer_stiffness.train_alone``), then prints per task: the m
 p_y(1 − p_y) and the error rate of its softmax on its training, validation and test examples,
 and the mean over each trunk weight tensor (conv1 / conv2 / fc) of EWC's Fisher and of NAI's
 Ω without normalisation (the study's NAI, ``norm="none"``, λ = 1) on its first 2,000 training
-examples. Output in ``task_scale_10ep.txt`` beside this file. The last line gives, per trunk layer and on their
-mean, the slope of log(Fisher / Ω) on log u_t (training split) over the tasks: the power γ by
-which EWC spreads the tasks' scales relative to NAI's Ω (session 25; the fit's line added in
-session 26). Run from the repository root:
+examples. Output in ``task_scale_10ep.txt`` beside this file. The last line gives, per trunk
+layer and on their mean, the slope of log(Fisher / Ω) on log u_t (training split) over the
+tasks: the power γ by which EWC spreads the tasks' scales relative to NAI's Ω (session 25; the
+fit's line added in session 26). Run from the repository root:
 
     python docs/results/continual-cnn-split-mnist-10ep-seed10/task_scale_10ep.py \
         [DATA_DIR [BENCHMARK]]
@@ -75,7 +75,6 @@ def main() -> None:
     geo_u = math.exp(sum(log_u) / len(log_u))
     print("slope of log(ewc / nai) on log(train u): " + " / ".join(f"{s:.2f}" for s in slopes)
           + f" | mean {sum(slopes) / len(slopes):.2f} | geometric mean of train u {geo_u:.2e}")
-
 
 
 if __name__ == "__main__":
